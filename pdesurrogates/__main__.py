@@ -1,0 +1,3 @@
+from pdesurrogates.cli import main
+
+raise SystemExit(main())
