@@ -1,1 +1,34 @@
-"""solvers/learned"""
+"""Learned accelerators for linear solvers.
+
+- :class:`SORBandit`, :class:`LearnedSORSolver` (``sor_bandit``): online choice of the SOR
+  relaxation factor across a sequence of systems (Khodak et al., ICLR 2024).
+- :class:`ConjugateDirectionNet`, :class:`LearnedPreconditioner` (``conjugate_direction``): a network
+  approximating ``A^-1 r`` used as a nonlinear preconditioner inside flexible CG
+  (Kaneda et al., ICML 2023).
+- :class:`NeuralOperatorPreconditioner` (``neural_preconditioner``): a trained surrogate used the same way.
+
+Names are imported lazily so that using one accelerator does not import the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "SORBandit": "sor_bandit",
+    "LearnedSORSolver": "sor_bandit",
+    "TsallisINF": "sor_bandit",
+    "ConjugateDirectionNet": "conjugate_direction",
+    "LearnedPreconditioner": "conjugate_direction",
+    "dcdm": "conjugate_direction",
+    "NeuralOperatorPreconditioner": "neural_preconditioner",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pdesurrogates.solvers.learned' has no attribute {name!r}")
+    module = importlib.import_module(f"pdesurrogates.solvers.learned.{_EXPORTS[name]}")
+    return getattr(module, name)
