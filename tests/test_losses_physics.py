@@ -16,6 +16,8 @@ from pdesurrogates.physics.burgers import solve_burgers
 from pdesurrogates.physics.darcy import sample_coefficient, solve_darcy
 from pdesurrogates.physics.grid import Grid
 from pdesurrogates.physics.heat import HeatSequence
+from pdesurrogates.physics.navier_stokes import fno_forcing, solve_navier_stokes
+from pdesurrogates.physics.problems import get_problem
 from pdesurrogates.physics.operators import laplacian_matrix
 from pdesurrogates.physics.poisson import solve_poisson
 from pdesurrogates.physics.random import sample_generator
@@ -153,7 +155,7 @@ def test_burgers_generator_residual_and_perturbation():
     x = torch.arange(n, dtype=D) / n
     u0 = (torch.sin(2 * math.pi * x) + 0.5 * torch.cos(4 * math.pi * x))[None]
     traj = solve_burgers(u0, nu, [dt * k for k in range(1, 21)])
-    loss = P.BurgersLoss(nu=nu, dt=dt, time_order=4)
+    loss = P.BurgersLoss(nu=nu, t_final=20 * dt, n_times=20, time_order=4)
     base = float(loss(traj, u0[:, None]))
     assert base < 1e-5  # ETDRK4 + 4th-order differences in time; space is exact
     phi = torch.sin(6 * math.pi * x) * torch.linspace(0.1, 1, 20, dtype=D)[:, None]
@@ -185,7 +187,7 @@ def test_navier_stokes_residual_taylor_green_decay():
     mode = torch.sin(2 * math.pi * X) * torch.sin(2 * math.pi * Y)
     t = dt * torch.arange(0, 11, dtype=D)
     w = torch.exp(-8 * math.pi**2 * nu * t)[:, None, None] * mode
-    loss = P.NavierStokesLoss(nu=nu, dt=dt, forcing="none", time_order=4)
+    loss = P.NavierStokesLoss(nu=nu, record_every=dt, forcing="none", time_order=4)
     assert float(loss(w[None, 1:], w[None, :1])) < 1e-9
     assert float(loss(w[None, 1:] + 1e-3 * mode, w[None, :1])) > 1e-4
 
@@ -209,17 +211,26 @@ def test_heat_residual_of_crank_nicolson_sequence_is_round_off():
     assert float(r2.abs().max()) > 1e-4 * scale
 
 
-def test_heat_loss_exact_for_a_discrete_eigenmode():
-    # u_k = g^k v with v a DST eigenvector of L_h (eigenvalue lam): CN amplification g = (1 - c dt lam/2)/(1 + c dt lam/2)
-    n, dt, c = 10, 1e-2, 0.7
-    h = 1 / (n + 1)
-    j = np.arange(1, n + 1)
-    v1 = np.sin(np.pi * j / (n + 1))
-    lam = 2 * (2 - 2 * np.cos(np.pi / (n + 1))) / h**2
-    v = np.outer(v1, v1)
-    g = (1 - c * dt * lam / 2) / (1 + c * dt * lam / 2)
-    u = torch.tensor(np.stack([g**k * v for k in range(6)]))[None]
-    assert float(P.HeatLoss(dt=dt, diffusivity=c)(u[:, 1:], u[:, :1])) < 1e-12
+def test_heat_loss_on_heat_problem_data():
+    # snapshot spacing = solver step: the CN residual of the generated data is round-off (float32 data)
+    problem = get_problem("heat", resolution=12, dt=0.01, t_final=0.05, n_times=5)
+    x, y = (torch.tensor(v, dtype=D) for v in problem.generate([0, 1], seed=3))
+    loss = P.physics_loss_for(problem)
+    assert isinstance(loss, P.HeatLoss) and loss.n_times == 5
+    assert float(loss(y, x)) < 1e-5  # float32 storage
+    assert float(loss(y + 1e-2 * torch.rand(y.shape, dtype=D, generator=torch.Generator().manual_seed(0)), x)) > 1e-2
+
+
+def test_navier_stokes_generator_residual_and_spatial_part():
+    # fine snapshots of the generator: residual at the level of its own time-stepping error
+    n, nu, dt = 32, 1e-3, 1e-3
+    w0 = torch.stack([torch.tensor(get_problem("navier-stokes", resolution=n, dt=dt, t_final=5 * dt,
+                                               record_every=dt, solver_resolution=n).generate([0], 0)[0][0, 0],
+                                   dtype=D)])
+    w = solve_navier_stokes(w0, nu, [dt * k for k in range(1, 11)], dt=dt / 4, forcing=fno_forcing(n))
+    loss = P.NavierStokesLoss(nu=nu, record_every=dt, time_order=4)
+    assert float(loss(w, w0[:, None])) < 1e-4
+    assert float(loss(w + 1e-2 * w0[:, None], w0[:, None])) > 100 * float(loss(w, w0[:, None]))
 
 
 # ------------------------------------------------------------------------------- gradcheck/bad input
@@ -238,10 +249,11 @@ def test_gradcheck_every_residual():
         assert torch.autograd.gradcheck(
             lambda u, u0: P.burgers_residual(u, 0.1, 0.1, u0=u0, space=space), (rnd(2, 4, 12), rnd(2, 12)))
     assert torch.autograd.gradcheck(
-        lambda w, w0: P.navier_stokes_residual(w, 1e-2, 0.1, w0=w0, forcing=P.fno_forcing((8, 8))),
+        lambda w, w0: P.navier_stokes_residual(w, 1e-2, 0.1, w0=w0, forcing=fno_forcing(8)),
         (rnd(1, 3, 8, 8), rnd(1, 8, 8)))
     assert torch.autograd.gradcheck(lambda u: P.heat_residual(u, 0.1, [1.0, 0.5, 0.2]), (rnd(1, 3, 4, 4),))
-    assert torch.autograd.gradcheck(lambda u: P.HeatLoss()(u, torch.ones(1, 1, 4, 4, dtype=D)), (rnd(1, 3, 4, 4),))
+    assert torch.autograd.gradcheck(lambda u: P.HeatLoss(t_final=0.03, n_times=3)(u, torch.ones(1, 1, 5, 5, dtype=D)),
+                                   (rnd(1, 3, 5, 5),))
 
 
 def test_registry_and_bad_input():

@@ -41,6 +41,8 @@ import torch
 
 from pdesurrogates.physics import spectral
 from pdesurrogates.physics.grid import Grid
+from pdesurrogates.physics.heat import KhodakDiffusivity, MovingBump
+from pdesurrogates.physics.navier_stokes import fno_forcing, velocity_from_vorticity
 from pdesurrogates.physics.operators import apply_diffusion
 
 
@@ -341,24 +343,15 @@ def burgers_residual(u: torch.Tensor, nu: float, dt: float, *, u0: torch.Tensor 
 
 
 # ---------------------------------------------------------------------------------- Navier-Stokes
-def fno_forcing(shape: Sequence[int], length: float = 1.0, *, dtype=torch.float64, device=None) -> torch.Tensor:
-    """FNO-paper forcing ``0.1 (sin 2 pi (x + y) + cos 2 pi (x + y))`` on the periodic grid ``shape``."""
-    x = torch.arange(shape[0], dtype=dtype, device=device) * (length / shape[0])
-    y = torch.arange(shape[1], dtype=dtype, device=device) * (length / shape[1])
-    s = 2 * math.pi * (x[:, None] + y[None, :]) / length
-    return 0.1 * (torch.sin(s) + torch.cos(s))
-
-
 def vorticity_advection(w: torch.Tensor, length: float = 1.0, dealias: bool = True) -> torch.Tensor:
-    """``v . grad w`` for the 2D vorticity ``w`` ``(..., H, W)`` with ``v = (psi_y, -psi_x)``, ``-Laplace psi = w``.
-
-    Computed pseudo-spectrally (products in physical space), the product projected by the 2/3 rule
-    when ``dealias``.
+    """``v . grad w`` for the 2D vorticity ``w`` ``(..., H, W)``, ``v`` from
+    :func:`pdesurrogates.physics.navier_stokes.velocity_from_vorticity` (``v = (psi_y, -psi_x)``,
+    ``-Laplace psi = w``); the product is formed in physical space and truncated by the 2/3 rule when
+    ``dealias``, as in :func:`~pdesurrogates.physics.navier_stokes.solve_navier_stokes`.
     """
-    psi = -spectral.inverse_laplacian(w, 2, length)
-    vx = spectral.derivative(psi, (0, 1), length)
-    vy = -spectral.derivative(psi, (1, 0), length)
-    adv = vx * spectral.derivative(w, (1, 0), length) + vy * spectral.derivative(w, (0, 1), length)
+    v = velocity_from_vorticity(w, length)
+    grad = spectral.gradient(w, 2, length)
+    adv = (v * grad).sum(dim=-3)
     return spectral.dealias(adv, 2) if dealias else adv
 
 
@@ -375,7 +368,7 @@ def navier_stokes_residual(w: torch.Tensor, nu: float, dt: float, *, w0: torch.T
     w0 : Tensor ``(B, [1,] H, W)``, optional
         Initial vorticity, prepended (see :func:`burgers_residual`).
     forcing : Tensor ``(H, W)`` or float, optional
-        Default none (0); use :func:`fno_forcing` for the FNO setting.
+        Default none (0); use :func:`pdesurrogates.physics.navier_stokes.fno_forcing` for the FNO setting.
     length : float
         Side of the periodic box.
     time_order : 2 or 4
@@ -505,13 +498,15 @@ class PoissonLoss:
 class BurgersLoss:
     """Relative residual of a predicted Burgers trajectory from its initial condition.
 
-    ``inputs`` ``(B, 1, N)`` is ``u0``; ``pred`` ``(B, T, N)`` (or ``(B, 1, T, N)``) holds the
-    snapshots at ``dt, 2 dt, ..., T dt``. The scale is the spatial operator at ``u0`` (``|u_t|`` at
-    ``t = 0``).
+    ``inputs`` ``(B, 1, N)`` is ``u0``; ``pred`` ``(B, T, N)`` (or ``(B, 1, T, N)``, the layout of
+    :class:`~pdesurrogates.physics.problems.BurgersProblem`) holds the snapshots at
+    ``dt, 2 dt, ..., T dt`` with ``dt = t_final / n_times`` (parameter names as in the problem). The
+    scale is the spatial operator at ``u0`` (``|u_t|`` at ``t = 0``).
     """
 
     nu: float = 0.1
-    dt: float = 0.05
+    t_final: float = 1.0
+    n_times: int = 20
     length: float = 1.0
     time_order: int = 2
     space: str = "spectral"
@@ -519,7 +514,10 @@ class BurgersLoss:
 
     def residual(self, pred: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         _check_finite(pred, "pred", "BurgersLoss")
-        return burgers_residual(pred, self.nu, self.dt, u0=inputs[:, :1], length=self.length,
+        if pred.shape[-2] != self.n_times:
+            raise ValueError(f"BurgersLoss: pred {tuple(pred.shape)} has {pred.shape[-2]} snapshots, "
+                             f"n_times = {self.n_times}")
+        return burgers_residual(pred, self.nu, self.t_final / self.n_times, u0=inputs[:, :1], length=self.length,
                                 time_order=self.time_order, space=self.space, dealias=self.dealias)
 
     def __call__(self, pred: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
@@ -531,12 +529,16 @@ class BurgersLoss:
 class NavierStokesLoss:
     """Relative vorticity residual from an initial vorticity ``inputs[:, 0]`` ``(B, H, W)``.
 
-    ``pred`` ``(B, T, H, W)`` holds ``w`` at ``dt, ..., T dt``; ``forcing="fno"`` uses
-    :func:`fno_forcing`, ``"none"`` no forcing.
+    ``pred`` ``(B, T, H, W)`` (or ``(B, 1, T, H, W)`` as in
+    :class:`~pdesurrogates.physics.problems.NavierStokesProblem`) holds ``w`` at
+    ``dt, ..., T dt`` with ``dt = record_every``; ``forcing="fno"`` uses
+    :func:`pdesurrogates.physics.navier_stokes.fno_forcing`, ``"none"`` no forcing. With the
+    dataset's ``record_every = 1`` the finite-difference time derivative is far from the solver's
+    ``dt = 1e-4``: the loss is then a smoothness-in-time prior rather than a zero-at-truth residual.
     """
 
     nu: float = 1e-3
-    dt: float = 1.0
+    record_every: float = 1.0
     length: float = 1.0
     forcing: str = "fno"
     time_order: int = 2
@@ -545,12 +547,14 @@ class NavierStokesLoss:
         if self.forcing == "none":
             return None
         if self.forcing == "fno":
-            return fno_forcing(like.shape[-2:], self.length, dtype=like.dtype, device=like.device)
+            if like.shape[-1] != like.shape[-2]:
+                raise ValueError(f"NavierStokesLoss: the FNO forcing needs a square grid, got {tuple(like.shape)}")
+            return fno_forcing(like.shape[-1], self.length, dtype=like.dtype, device=like.device)
         raise ValueError(f"NavierStokesLoss: forcing must be 'fno' or 'none', got {self.forcing!r}")
 
     def residual(self, pred: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         _check_finite(pred, "pred", "NavierStokesLoss")
-        return navier_stokes_residual(pred, self.nu, self.dt, w0=inputs[:, :1], forcing=self._forcing(pred),
+        return navier_stokes_residual(pred, self.nu, self.record_every, w0=inputs[:, :1], forcing=self._forcing(pred),
                                       length=self.length, time_order=self.time_order)
 
     def __call__(self, pred: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
@@ -564,26 +568,41 @@ class NavierStokesLoss:
 
 @dataclass(frozen=True)
 class HeatLoss:
-    """Relative Crank--Nicolson residual with constant diffusivity ``c`` and no forcing.
+    """Relative Crank--Nicolson residual for :class:`~pdesurrogates.physics.problems.HeatProblem` data.
 
-    ``inputs`` ``(B, 1, n, n)`` is ``u0`` on the interior nodes, ``pred`` ``(B, T, n, n)`` the states at
-    ``dt, ..., T dt``. Scale: ``c ||L u0||``.
+    ``inputs`` ``(B, 1, s, s)`` is ``u0`` and ``pred`` ``(B, T, s, s)`` or ``(B, 1, T, s, s)`` the states
+    at ``t_final k / n_times``, boundary nodes included (they are ignored: ``u = 0`` there). The
+    diffusivity and forcing are the problem's (:class:`~pdesurrogates.physics.heat.KhodakDiffusivity`,
+    :class:`~pdesurrogates.physics.heat.MovingBump`). When the problem's ``dt`` equals the snapshot
+    spacing the reference residual is zero to round-off; otherwise it is ``O(spacing^2)``.
+    Scale: the forcing's RMS.
     """
 
-    dt: float = 1e-2
-    diffusivity: float = 1.0
+    t_final: float = 0.1
+    n_times: int = 10
+    diffusivity_floor: float = 1e-3
+    forcing_amplitude: float = 1.0
+
+    def _coefficients(self, s: int, dtype, device):
+        grid = Grid((s, s))
+        x, y = grid.mesh()
+        times = [self.t_final * k / self.n_times for k in range(self.n_times + 1)]
+        c = [KhodakDiffusivity(self.diffusivity_floor)(t) for t in times]
+        bump = MovingBump(amplitude=self.forcing_amplitude)
+        f = np.stack([bump(x[1:-1, 1:-1], y[1:-1, 1:-1], t) for t in times])
+        return c, torch.as_tensor(f, dtype=dtype, device=device)
 
     def residual(self, pred: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         _check_finite(pred, "pred", "HeatLoss")
-        traj = torch.cat([inputs[:, :1], pred], dim=1)
-        return heat_residual(traj, self.dt, [self.diffusivity] * traj.shape[1])
+        traj = _trajectory(pred, inputs, 2, "HeatLoss")
+        if traj.shape[1] != self.n_times + 1:
+            raise ValueError(f"HeatLoss: pred has {traj.shape[1] - 1} snapshots, n_times = {self.n_times}")
+        c, f = self._coefficients(traj.shape[-1], traj.dtype, traj.device)
+        return heat_residual(traj[..., 1:-1, 1:-1], self.t_final / self.n_times, c, f)
 
     def __call__(self, pred: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        u0 = inputs[:, :1]
-        grid = Grid(tuple(n + 2 for n in u0.shape[2:]))
-        Lu0 = apply_diffusion(torch.ones(grid.shape, dtype=u0.dtype, device=u0.device),
-                              torch.nn.functional.pad(u0, (1, 1, 1, 1)), grid)
-        return relative_norm(self.residual(pred, inputs), self.diffusivity * Lu0)
+        _, f = self._coefficients(pred.shape[-1], pred.dtype, pred.device)
+        return relative_norm(self.residual(pred, inputs), f[None])
 
 
 PHYSICS_LOSSES: dict[str, type] = {
@@ -606,6 +625,19 @@ def get_physics_loss(name: str, **params) -> Callable[[torch.Tensor, torch.Tenso
         raise ValueError(f"physics loss {name!r} has no parameter(s) {sorted(unknown)}; "
                          f"valid: {', '.join(sorted(valid))}")
     return cls(**params)
+
+
+def physics_loss_for(problem) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The physics loss matching a :mod:`pdesurrogates.physics.problems` problem, with the problem's
+    parameters copied where the names agree (``nu``, ``t_final``, ``n_times``, ``forcing``, ...)."""
+    name = getattr(problem, "name", None)
+    if name not in PHYSICS_LOSSES:
+        raise ValueError(f"no physics loss for problem {name!r}; valid: {', '.join(sorted(PHYSICS_LOSSES))}")
+    fields = PHYSICS_LOSSES[name].__dataclass_fields__
+    params = {k: v for k, v in problem.to_dict().items() if k in fields}
+    if name == "darcy" and not isinstance(params.get("forcing", 1.0), (int, float)):
+        params.pop("forcing")
+    return get_physics_loss(name, **params)
 
 
 def physics_loss_params(loss) -> dict:
