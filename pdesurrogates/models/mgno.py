@@ -15,6 +15,9 @@ structure):
 * any grid size: a stride-2 convolution maps ``n -> ceil(n/2)`` points and the transposed
   convolution's output is cropped back to ``n``, instead of kernel sizes picked by hand per
   resolution (211 -> 106 -> 53 -> ...);
+* with ``padding_mode="circular"`` the prolongation wraps around the periodic boundary too (the
+  official code's transposed convolutions pad with zeros), so the V-cycle commutes exactly with
+  shifts by ``2**(levels-1)`` points (tested);
 * 1D and 3D as well as 2D (the same blocks with ``Conv1d``/``Conv3d``);
 * ``levels`` (number of grids) is a config field; :func:`levels_for_grid` picks it from a grid
   size the way the paper does (coarsest grid of a few points);

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import conv_class, conv_transpose_class
@@ -93,10 +94,16 @@ class Prolongation(nn.Module):
     """Learned prolongation: a stride-2 transposed convolution (kernel 4, as in MgNO), cropped.
 
     ``u (B, C, *m) -> (B, C, *fine_shape)``, valid when ``m == ceil(fine_shape / 2)``.
+
+    With ``padding_mode="circular"`` the coarse grid is wrapped by one point before the transposed
+    convolution, so contributions that cross the periodic boundary are kept (PyTorch's transposed
+    convolutions only pad with zeros; the official MgNO code uses those as they are). Other modes
+    use the zero-padded transposed convolution.
     """
 
-    def __init__(self, channels: int, ndim: int = 2):
+    def __init__(self, channels: int, ndim: int = 2, *, padding_mode: str = "zeros"):
         super().__init__()
+        self.circular = _check_padding_mode(padding_mode) == "circular"
         self.P = conv_transpose_class(ndim)(channels, channels, 4, stride=2, padding=1, bias=False)
 
     def forward(self, u: torch.Tensor, fine_shape: Sequence[int]) -> torch.Tensor:
@@ -105,7 +112,12 @@ class Prolongation(nn.Module):
         if coarse != expected:
             raise ValueError(f"Prolongation: coarse grid {coarse} does not match fine grid {tuple(fine_shape)} "
                              f"(expected coarse {expected})")
-        return crop_to(self.P(u), fine_shape)
+        if not self.circular:
+            return crop_to(self.P(u), fine_shape)
+        # one wrapped point per side shifts the transposed-convolution output by 2
+        u = F.pad(u, [1, 1] * len(coarse), mode="circular")
+        index = (slice(None), slice(None)) + tuple(slice(2, 2 + n) for n in fine_shape)
+        return self.P(u)[index]
 
 
 def default_smoothing(levels: int, pre_smooth: int = 1, coarse_smooth: int = 2) -> tuple[int, ...]:
@@ -159,7 +171,7 @@ class MgConv(nn.Module):
                 Smoother(channels, in_channels, ndim, first=(level == 0 and i == 0), **kw) for i in range(steps)
             ))
         self.restrict = nn.ModuleList(Restriction(channels, in_channels, ndim, **kw) for _ in range(levels - 1))
-        self.prolong = nn.ModuleList(Prolongation(channels, ndim) for _ in range(levels - 1))
+        self.prolong = nn.ModuleList(Prolongation(channels, ndim, **kw) for _ in range(levels - 1))
         self.post = nn.ModuleList(
             nn.ModuleList(Smoother(channels, in_channels, ndim, **kw) for _ in range(post_smooth))
             for _ in range(levels - 1)
