@@ -28,12 +28,12 @@ def run(args: argparse.Namespace) -> int:
 
     from pdesurrogates.data import detect_format, inspect_file, open_dataset
 
+    if args.max_samples is not None and args.max_samples < 1:
+        raise ValueError(f"--max-samples must be >= 1, got {args.max_samples}")
     fmt = args.format or detect_format(args.file)
     options: dict[str, Any] = {"allow_incomplete": True} if fmt == "pdesurrogates" else {}
     dataset = open_dataset(args.file, format=fmt, **options)
     n = len(dataset) if args.max_samples is None else min(len(dataset), args.max_samples)
-    if args.max_samples is not None and args.max_samples < 1:
-        raise ValueError(f"--max-samples must be >= 1, got {args.max_samples}")
     stats = {"inputs": _Stats(), "outputs": _Stats()}
     for lo in range(0, n, 64):
         items = dataset.__getitems__(list(range(lo, min(lo + 64, n))))
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"outputs:     (N, {', '.join(map(str, meta['output_shape']))}) from key {meta['output_key']!r}")
     print("keys:")
     for row in report["keys"]:
-        print(f"  {row['key']:<28} {str(tuple(row['shape'])):<24} {row['dtype']}")
+        print(f"  {row['key']:<28} {tuple(row['shape'])!s:<24} {row['dtype']}")
     print("provenance:" + ("" if meta["provenance"] else " (none stored)"))
     for key, value in meta["provenance"].items():
         text = json.dumps(value, default=str) if not isinstance(value, str) else value

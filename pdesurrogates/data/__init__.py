@@ -11,17 +11,23 @@ from pdesurrogates.data.hdf5 import (
     write_dataset,
 )
 from pdesurrogates.data.normalize import GaussianNormalizer
-from pdesurrogates.data.readers import FORMATS, FieldDataset, detect_format, inspect_file, open_dataset
+from pdesurrogates.data.readers import (
+    FORMATS,
+    FieldDataset,
+    detect_format,
+    inspect_file,
+    open_dataset,
+)
 
 __all__ = [
+    "FORMATS",
     "SCHEMA_VERSION",
     "DataFormatError",
     "DatasetWriter",
-    "write_dataset",
-    "GaussianNormalizer",
-    "FORMATS",
     "FieldDataset",
+    "GaussianNormalizer",
     "detect_format",
     "inspect_file",
     "open_dataset",
+    "write_dataset",
 ]

@@ -21,10 +21,11 @@ import datetime as _dt
 import json
 import os
 import shutil
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -132,7 +133,7 @@ class DatasetWriter:
         overwrite: bool = False,
         compression: str = DEFAULT_COMPRESSION,
         extra_attrs: Mapping[str, Any] | None = None,
-    ) -> "DatasetWriter":
+    ) -> DatasetWriter:
         """Create a new file, or reopen an interrupted one to continue it.
 
         Parameters
@@ -216,7 +217,8 @@ class DatasetWriter:
         file = h5py.File(path, "w")
         try:
             comp = None if compression == "none" else compression
-            opts = {"compression": comp}
+            # fletcher32: a per-chunk checksum, so a damaged chunk is an error, not silent garbage
+            opts = {"compression": comp, "fletcher32": True}
             if comp is not None:
                 opts["shuffle"] = True
             if comp == "gzip":
@@ -315,10 +317,10 @@ class DatasetWriter:
             self._file.flush()
             self._file.close()
 
-    def __enter__(self) -> "DatasetWriter":
+    def __enter__(self) -> DatasetWriter:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

@@ -9,8 +9,9 @@ result matches the two-pass ``numpy`` mean/std to round-off.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,7 +83,7 @@ class GaussianNormalizer:
         mean, std = self._stats_for(z)
         return z * (std + self.eps) + mean
 
-    def to(self, device: Any = None, dtype: torch.dtype | None = None) -> "GaussianNormalizer":
+    def to(self, device: Any = None, dtype: torch.dtype | None = None) -> GaussianNormalizer:
         return GaussianNormalizer(self.mean.to(device=device, dtype=dtype),
                                   self.std.to(device=device, dtype=dtype), self.eps)
 
@@ -92,7 +93,7 @@ class GaussianNormalizer:
                 "eps": torch.tensor(self.eps, dtype=torch.float64)}
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, Any]) -> "GaussianNormalizer":
+    def from_state_dict(cls, state: dict[str, Any]) -> GaussianNormalizer:
         missing = {"mean", "std", "eps"} - set(state)
         if missing:
             raise KeyError(f"normalizer state is missing {sorted(missing)}; found {sorted(state)}")
@@ -111,9 +112,9 @@ class GaussianNormalizer:
         pointwise: bool = False,
         batch_size: int = 64,
         eps: float = 1e-6,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype = torch.float64,
         **open_options: Any,
-    ) -> "GaussianNormalizer":
+    ) -> GaussianNormalizer:
         """Fit mean and std in one streaming pass.
 
         Parameters
@@ -128,7 +129,8 @@ class GaussianNormalizer:
         batch_size : int
             Samples read per step.
         dtype : torch.dtype
-            Dtype of the stored statistics (accumulation is float64).
+            Dtype of the stored statistics (accumulation is float64; :meth:`encode` casts them
+            to the dtype of its input).
         """
         acc = _Welford(pointwise)
         for batch in _batches(source, which, batch_size, open_options):

@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -539,7 +540,7 @@ class FieldDataset(Dataset):
             "format": fmt,
             "path": str(source.path),
             "pde": source.meta.get("pde"),
-            "n_samples": int(len(indices)),
+            "n_samples": len(indices),
             "input_shape": in_shape,
             "output_shape": out_shape,
             "spatial_shape": in_shape[-source.spatial_ndim:],
