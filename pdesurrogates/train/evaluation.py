@@ -220,3 +220,42 @@ def plot_samples(x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, path: str
 def finite_or_none(value: float) -> float | None:
     """JSON-safe float: NaN/Inf become None."""
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def load_predictor(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[Predictor, Any]:
+    """A :class:`Predictor` for a checkpoint directory (or a run directory: its best checkpoint).
+
+    Returns
+    -------
+    (Predictor, Checkpoint)
+        The checkpoint as read by :func:`pdesurrogates.models.load_checkpoint`.
+    """
+    from pdesurrogates.models import load_checkpoint
+    from pdesurrogates.train.loop import find_checkpoint
+
+    path = find_checkpoint(checkpoint)
+    ckpt = load_checkpoint(path)
+    lead = tuple(ckpt.extra.get("output_lead") or (getattr(ckpt.config, "out_channels", 1),))
+    ndim = int(getattr(ckpt.config, "ndim", 2))
+    predictor = Predictor(ckpt.model, dict(ckpt.normalizers), lead, ndim).to(torch.device(device))
+    predictor.model.eval()
+    return predictor, ckpt
+
+
+def stride_for_resolution(spatial_shape: Sequence[int], resolution: int, where: str = "") -> int:
+    """The stride that turns a grid of ``spatial_shape`` into ``resolution`` points per side.
+
+    Valid strides keep both ends of a node grid (``(n - 1) % s == 0``) or divide a periodic
+    grid (``n % s == 0``); the error lists the resolutions that are available.
+    """
+    n = int(spatial_shape[0])
+    if any(int(m) != n for m in spatial_shape):
+        raise ValueError(f"{where}: --resolution needs a square grid, got {tuple(spatial_shape)}; use --stride")
+    options = {}
+    for s in range(1, n + 1):
+        if s == 1 or (n - 1) % s == 0 or n % s == 0:
+            options.setdefault(-(-n // s), s)
+    if resolution not in options:
+        raise ValueError(f"{where}: resolution {resolution} is not a subsampling of the {n}-point grid; "
+                         f"available: {sorted(options, reverse=True)}")
+    return options[resolution]
