@@ -1,0 +1,189 @@
+"""``pdesurrogates generate``: write a PDE dataset (our HDF5 format) from a reference solver.
+
+::
+
+    pdesurrogates generate PDE --n N --resolution R --seed S --out FILE
+        [--resume] [--overwrite] [--workers W] [--device cpu|cuda] [--param key=value ...]
+        [--batch-size B] [--no-progress]
+    pdesurrogates generate --preset NAME [--out FILE] [any of the options above to override]
+
+``PDE`` is one of the names of :data:`pdesurrogates.physics.problems.PROBLEMS`; parameters default
+to the FNO-paper settings. A preset is a TOML file in ``datasets/presets/`` (or a path) with keys
+``pde``, ``n``, ``seed``, ``out``, optional ``resolution``, ``batch_size``, ``workers``,
+``description`` and a ``[params]`` table. Sample ``i`` depends only on ``(seed, i)``: an interrupted
+run continued with ``--resume`` and a run with any ``--workers`` give the same arrays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+PRESET_DIR = Path(__file__).resolve().parents[2] / "datasets" / "presets"
+PRESET_KEYS = {"pde", "n", "seed", "out", "resolution", "batch_size", "workers", "description", "params"}
+DEFAULT_BATCH = {"navier-stokes": 32}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "generate",
+        help="generate a PDE dataset (darcy, poisson, burgers, navier-stokes, heat)",
+        description="Solve a PDE for N random inputs with a verified reference solver and write "
+        "inputs/outputs/grid plus every parameter to an HDF5 file.",
+    )
+    parser.add_argument("pde", nargs="?", default=None,
+                        help="darcy, poisson, burgers, navier-stokes or heat (omit with --preset)")
+    parser.add_argument("--preset", default=None,
+                        help="name of a preset in datasets/presets/ (or a .toml path)")
+    parser.add_argument("--n", type=int, default=None, help="number of samples")
+    parser.add_argument("--resolution", type=int, default=None,
+                        help="grid nodes per side of the stored fields (default: the PDE's)")
+    parser.add_argument("--seed", type=int, default=None, help="dataset seed (default 0)")
+    parser.add_argument("--out", default=None, help="output .h5 file")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="problem parameter, repeatable (e.g. --param nu=1e-4)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="samples per solver call (Navier-Stokes solves a batch at once)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default 1)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:k] (batched spectral solvers)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--list-presets", action="store_true", help="list the presets and exit")
+    parser.set_defaults(func=run)
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"preset {path}: invalid TOML: {exc}") from None
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """Read a preset by name (``datasets/presets/NAME.toml``) or path; checks its keys."""
+    path = Path(name)
+    if path.suffix != ".toml":
+        path = PRESET_DIR / f"{name}.toml"
+    if not path.exists():
+        raise FileNotFoundError(f"preset {name!r} not found ({path}); available: "
+                                f"{', '.join(available_presets()) or 'none'}")
+    preset = _load_toml(path)
+    unknown = sorted(set(preset) - PRESET_KEYS)
+    if unknown:
+        raise ValueError(f"preset {path}: unknown key(s) {', '.join(unknown)}; valid: "
+                         f"{', '.join(sorted(PRESET_KEYS))}")
+    for key in ("pde", "n"):
+        if key not in preset:
+            raise ValueError(f"preset {path}: missing key {key!r}")
+    if not isinstance(preset.get("params", {}), dict):
+        raise ValueError(f"preset {path}: [params] must be a table")
+    return preset
+
+
+def _parse_params(items: list[str]) -> dict[str, str]:
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--param expects KEY=VALUE, got {item!r}")
+        params[key.strip()] = value.strip()
+    return params
+
+
+def resolve(args: argparse.Namespace) -> dict[str, Any]:
+    """Merge preset and command-line options into one job description (CLI wins)."""
+    job: dict[str, Any] = {"params": {}}
+    if args.preset is not None:
+        preset = load_preset(args.preset)
+        if args.pde is not None and args.pde != preset["pde"]:
+            raise ValueError(f"PDE {args.pde!r} conflicts with preset {args.preset!r} (pde = "
+                             f"{preset['pde']!r}); give one or the other")
+        job.update({k: v for k, v in preset.items() if k != "params"})
+        job["params"] = dict(preset.get("params", {}))
+    elif args.pde is None:
+        raise ValueError("give a PDE (darcy, poisson, burgers, navier-stokes, heat) or --preset NAME")
+    else:
+        job["pde"] = args.pde
+    for key in ("n", "seed", "out", "resolution", "batch_size", "workers"):
+        value = getattr(args, key)
+        if value is not None:
+            job[key] = value
+    job["params"].update(_parse_params(args.param))
+    if "resolution" in job:
+        if "resolution" in job["params"]:
+            raise ValueError("give the resolution once: --resolution or --param resolution=...")
+        job["params"]["resolution"] = job.pop("resolution")
+    if job.get("n") is None:
+        raise ValueError("--n (number of samples) is required without a preset")
+    if job.get("out") is None:
+        raise ValueError("--out FILE is required without a preset")
+    if int(job["n"]) < 1:
+        raise ValueError(f"--n must be >= 1, got {job['n']}")
+    job.setdefault("seed", 0)
+    job.setdefault("workers", 1)
+    job.setdefault("batch_size", DEFAULT_BATCH.get(job["pde"], 8))
+    if int(job["seed"]) < 0:
+        raise ValueError(f"--seed must be >= 0, got {job['seed']}")
+    return job
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list_presets:
+        for name in available_presets():
+            desc = load_preset(name).get("description", "")
+            print(f"{name:20s} {desc}")
+        return 0
+    job = resolve(args)
+
+    import time
+    from functools import partial
+
+    import torch
+
+    from pdesurrogates.data.hdf5 import write_dataset
+    from pdesurrogates.physics.problems import get_problem
+
+    problem = get_problem(job["pde"], **job["params"])
+    device = str(args.device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise ValueError(f"--device must be cpu or cuda[:k], got {device!r}")
+    if device != "cpu" and int(job["workers"]) > 1:
+        raise ValueError("--workers > 1 runs CPU processes; on a GPU use --batch-size instead")
+    out = Path(job["out"])
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    write_dataset(
+        out,
+        partial(problem.generate, seed=int(job["seed"]), device=device),
+        int(job["n"]),
+        pde=problem.name,
+        input_shape=problem.input_shape,
+        output_shape=problem.output_shape,
+        params=problem.to_dict(),
+        seed=int(job["seed"]),
+        grid=problem.grid_arrays(),
+        batch_size=int(job["batch_size"]),
+        workers=int(job["workers"]),
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    elapsed = time.perf_counter() - start
+    print(f"wrote {out} ({job['n']} samples of {problem.name}, inputs {problem.input_shape}, "
+          f"outputs {problem.output_shape}) in {elapsed:.1f} s", file=sys.stdout)
+    return 0
