@@ -15,22 +15,38 @@ batch of right-hand sides ``(B, n)`` and runs on the device of its inputs.
 import numpy as np  # noqa: F401  (doctest)
 
 from pdesurrogates.linalg import gallery
+from pdesurrogates.linalg.krylov import cg, fcg, pcg
 from pdesurrogates.linalg.operators import (
     StencilOperator,
     as_linear_operator,
     to_scipy_csr,
     to_torch_csr,
 )
+from pdesurrogates.linalg.preconditioners import (
+    AMGPreconditioner,
+    IC0Preconditioner,
+    JacobiPreconditioner,
+    Preconditioner,
+    SSORPreconditioner,
+)
 from pdesurrogates.linalg.relaxation import gauss_seidel, jacobi, sor, ssor
 from pdesurrogates.linalg.result import SolveResult
 
 __all__ = [
+    "AMGPreconditioner",
+    "IC0Preconditioner",
+    "JacobiPreconditioner",
+    "Preconditioner",
+    "SSORPreconditioner",
     "SolveResult",
     "StencilOperator",
     "as_linear_operator",
+    "cg",
+    "fcg",
     "gallery",
     "gauss_seidel",
     "jacobi",
+    "pcg",
     "sor",
     "ssor",
     "to_scipy_csr",
