@@ -111,7 +111,7 @@ def solve_poisson(f, grid: Grid, boundary_values=None, *, compatibility: str = "
             rhs -= lifted
             u = g
         A = laplacian_matrix(grid)
-        u[interior] = spla.spsolve(A.tocsc(), rhs.ravel()).reshape(grid.interior_shape)
+        u[interior] = spla.spsolve(A.tocsc(), rhs.ravel(), permc_spec="MMD_AT_PLUS_A").reshape(grid.interior_shape)
         return u
     if grid.boundary == "neumann":
         if boundary_values is not None:
@@ -130,7 +130,7 @@ def solve_poisson(f, grid: Grid, boundary_values=None, *, compatibility: str = "
         n = rhs.size
         # Saddle point [K M; M^T 0] [u; lam] = [rhs; 0] fixes the weighted mean of u to zero.
         aug = sp.bmat([[K, sp.csr_matrix(M[:, None])], [sp.csr_matrix(M[None, :]), None]]).tocsc()
-        sol = spla.spsolve(aug, np.concatenate([rhs, [0.0]]))
+        sol = spla.spsolve(aug, np.concatenate([rhs, [0.0]]), permc_spec="MMD_AT_PLUS_A")
         return sol[:n].reshape(grid.shape)
     raise ValueError(f"solve_poisson supports 'dirichlet' and 'neumann' grids, got {grid.boundary!r}")
 
