@@ -298,3 +298,29 @@ def test_learned_sor_solver_finds_youngs_omega_on_poisson():
     # and it saves iterations against Gauss-Seidel by the end
     its = [h["iterations"] for h in solver.history]
     assert np.mean(its[-100:]) < 0.5 * np.mean(its[:20])
+
+
+def test_learned_ssor_pcg_solver_in_a_heat_loop():
+    linalg = _linalg_or_skip()
+    if not hasattr(linalg, "pcg") or not hasattr(linalg, "SSORPreconditioner"):
+        pytest.skip("pdesurrogates.linalg.pcg / SSORPreconditioner not available yet")
+    from pdesurrogates.physics.heat import HeatSequence
+
+    seq = HeatSequence(n=6, dt=0.05, steps=12)
+    policy = SORBandit(OMEGAS, method="chebyshev", context_range=(0.0, 10.0), seed=0)
+    solver = LearnedSORSolver(policy, solver="ssor-pcg", rtol=1e-10)
+    charged = 0.0
+    for step in seq:
+        res = solver.solve(step.A, step.b, context=step.context, x0=step.x0)
+        assert bool(res.converged)
+        assert np.linalg.norm(step.A @ res.x - step.b) <= 1e-10 * np.linalg.norm(step.b) * (1 + 1e-6)
+        # the iteration count charged is the one of PCG with SSOR(omega) at the chosen omega
+        omega = solver.history[-1]["omega"]
+        direct = linalg.pcg(step.A, step.b, x0=step.x0, rtol=1e-10, M=linalg.SSORPreconditioner(step.A, omega))
+        assert solver.history[-1]["iterations"] == int(direct.iterations)
+        charged += max(int(direct.iterations) - 1, 0)
+        seq.advance(res.x)
+    assert policy.learner.t == 13 and abs(policy.learner.total_cost - charged) < 1e-12
+    assert solver.mean_iterations() == np.mean([h["iterations"] for h in solver.history])
+    with pytest.raises(ValueError, match="one system per call"):
+        solver.solve(step.A, np.ones((2, 36)))
