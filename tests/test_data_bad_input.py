@@ -161,3 +161,12 @@ def test_bad_indices_and_options(tmp_path: Path) -> None:
         open_dataset(path, initial_step=2)
     with pytest.raises(ValueError, match="unknown format 'csv'"):
         open_dataset(path, format="csv")
+
+
+def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "v.h5"
+    _ours(path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["schema_version"] = 2
+    with pytest.raises(DataFormatError, match=r"v\.h5: schema_version 2 is newer than this reader's 1"):
+        open_dataset(path)

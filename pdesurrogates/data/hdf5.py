@@ -159,6 +159,8 @@ class DatasetWriter:
         overwrite : bool
             Replace an existing file.
         compression : {"lzf", "gzip", "none"}
+            ``"lzf"`` (default): fast, about 2x smaller for our fields; ``"gzip"``: byte shuffle +
+            deflate level 4, smallest, about 3x slower to read. All add a fletcher32 checksum.
         extra_attrs : mapping, optional
             More file attributes (JSON-serialisable values), e.g. a shard's index offset.
 
@@ -219,9 +221,8 @@ class DatasetWriter:
             comp = None if compression == "none" else compression
             # fletcher32: a per-chunk checksum, so a damaged chunk is an error, not silent garbage
             opts = {"compression": comp, "fletcher32": True}
-            if comp is not None:
+            if comp == "gzip":  # the byte shuffle pays off with gzip only (data_loading benchmark)
                 opts["shuffle"] = True
-            if comp == "gzip":
                 opts["compression_opts"] = 4
             file.create_dataset("inputs", shape=(n_samples, *input_shape), dtype=np_dtype,
                                 chunks=(1, *input_shape), **opts)

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from pdesurrogates.data.hdf5 import DataFormatError, _open_h5
+from pdesurrogates.data.hdf5 import SCHEMA_VERSION, DataFormatError, _open_h5
 
 FORMATS = ("pdesurrogates", "pdebench", "fno-mat", "neuralop-pt")
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
@@ -142,22 +142,33 @@ class _H5Source(_Source):
         self.path = path
         self._file = None
         self._pid = None
+        self._datasets: dict[str, Any] = {}
 
     @property
     def file(self) -> Any:
         if self._file is None or self._pid != os.getpid():
             self._file = _open_h5(self.path, "r")
             self._pid = os.getpid()
+            self._datasets = {}
         return self._file
+
+    def dataset(self, key: str) -> Any:
+        """The h5py dataset ``key`` of this process's handle (cached: lookups cost per batch)."""
+        f = self.file
+        ds = self._datasets.get(key)
+        if ds is None:
+            ds = self._datasets[key] = f[key]
+        return ds
 
     def close(self) -> None:
         if self._file is not None and self._pid == os.getpid() and self._file.id.valid:
             self._file.close()
         self._file = None
+        self._datasets = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_file"], state["_pid"] = None, None
+        state["_file"], state["_pid"], state["_datasets"] = None, None, {}
         return state
 
     def _get(self, key: str) -> Any:
@@ -191,6 +202,12 @@ class _OursSource(_H5Source):
                 f"differs from 'inputs' {_shape_str(x.shape[2:])}"
             )
         attrs = {k: _attr(v) for k, v in f.attrs.items()}
+        version = attrs.get("schema_version", SCHEMA_VERSION)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise DataFormatError(
+                f"{path}: schema_version {version!r} is newer than this reader's "
+                f"{SCHEMA_VERSION}; update pdesurrogates"
+            )
         for key, ds in (("input_shape", x), ("output_shape", y)):
             if key in attrs and list(attrs[key]) != list(ds.shape[1:]):
                 raise DataFormatError(
@@ -219,8 +236,7 @@ class _OursSource(_H5Source):
                      "grid": {k: v[()] for k, v in f["grid"].items()} if "grid" in f else {}}
 
     def read(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        f = self.file
-        return f["inputs"][lo:hi], f["outputs"][lo:hi]
+        return self.dataset("inputs")[lo:hi], self.dataset("outputs")[lo:hi]
 
 
 class _PDEBenchTensorSource(_H5Source):
@@ -278,10 +294,9 @@ class _PDEBenchTensorSource(_H5Source):
                      "grid": coords}
 
     def read(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        f = self.file
         if self.darcy:
-            return f["nu"][lo:hi][:, None], f["tensor"][lo:hi]
-        t = f["tensor"][lo:hi]
+            return self.dataset("nu")[lo:hi][:, None], self.dataset("tensor")[lo:hi]
+        t = self.dataset("tensor")[lo:hi]
         k = self.initial_step
         return t[:, :k], t[:, None, k:]
 
@@ -391,9 +406,8 @@ class _MatV73Source(_H5Source):
         self.meta = {"pde": None, "provenance": {}, "grid": {}}
 
     def read(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        f = self.file
-        x = np.asarray(f[self.input_key][..., lo:hi]).transpose()
-        y = np.asarray(f[self.output_key][..., lo:hi]).transpose()
+        x = np.asarray(self.dataset(self.input_key)[..., lo:hi]).transpose()
+        y = np.asarray(self.dataset(self.output_key)[..., lo:hi]).transpose()
         return x[:, None], _time_first(y, self.time)[:, None]
 
 
@@ -586,17 +600,18 @@ class FieldDataset(Dataset):
                 ) from None
             xs.append(self._stride(x))
             ys.append(self._stride(y))
-        x = np.ascontiguousarray(np.concatenate(xs), dtype=np.float32)
-        y = np.ascontiguousarray(np.concatenate(ys), dtype=np.float32)
+        x = np.ascontiguousarray(xs[0] if len(xs) == 1 else np.concatenate(xs), dtype=np.float32)
+        y = np.ascontiguousarray(ys[0] if len(ys) == 1 else np.concatenate(ys), dtype=np.float32)
         if self.check_finite:
             for key, arr in ((self._source.input_key, x), (self._source.output_key, y)):
+                if np.isfinite(arr).all():  # one fast pass; locate the sample only on failure
+                    continue
                 ok = np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
-                if not ok.all():
-                    bad = int(file_idx[np.flatnonzero(~ok)[0]])
-                    raise DataFormatError(
-                        f"{self._source.path}: key {key!r}, sample {bad} contains NaN or Inf "
-                        f"(expected finite values)"
-                    )
+                bad = int(file_idx[np.flatnonzero(~ok)[0]])
+                raise DataFormatError(
+                    f"{self._source.path}: key {key!r}, sample {bad} contains NaN or Inf "
+                    f"(expected finite values)"
+                )
         return x, y
 
     def __getitem__(self, i: int) -> tuple[Any, Any]:
