@@ -383,7 +383,8 @@ def _run(config: TrainConfig, out: Path, resume_dir: Path | None, ctx: DistConte
         if models.config_to_dict(ckpt.config) != models.config_to_dict(model_cfg):
             raise ValueError(f"--resume {resume_dir}: its model config {models.config_to_dict(ckpt.config)} "
                              f"differs from this config's {models.config_to_dict(model_cfg)}")
-        model.load_state_dict(ckpt.model.state_dict())
+        # load the saved tensors (not ckpt.model.state_dict(): neuralop models add a '_metadata' entry)
+        model.load_state_dict(torch.load(resume_dir / "weights.pt", map_location="cpu", weights_only=True))
         normalizers = dict(ckpt.normalizers)
     else:
         if cfg.data.normalize_inputs:
