@@ -180,6 +180,7 @@ class _TriangularSweep:
             torch.stack([torch.cat([rows, ar]), torch.cat([cols, ar])]),
             torch.cat([vals, diag.to(vals.dtype)]),
             (B * n, B * n),
+            check_invariants=False,
         ).coalesce()
         self.T = T.to_sparse_csr()
 
