@@ -153,6 +153,14 @@ def test_resume_of_partial_file_equals_uninterrupted(tmp_path: Path) -> None:
     assert np.concatenate(calls).tolist() == list(range(5, 10))  # nothing regenerated
     _assert_same_arrays(ref, part)
 
+    def refuse(indices: np.ndarray):
+        raise AssertionError("a complete file must not be regenerated")
+
+    before = part.read_bytes()
+    write_dataset(part, refuse, 10, pde="toy", input_shape=SHAPE_IN, output_shape=SHAPE_OUT,
+                  params=PARAMS, seed=7, resume=True, progress=False)
+    assert part.read_bytes() == before
+
 
 def _assert_same_arrays(a: Path, b: Path) -> None:
     with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:

@@ -6,6 +6,7 @@ reader must give those arrays back in our ``(C, [T,] *spatial)`` layout.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import h5py
@@ -69,6 +70,10 @@ def test_dataloader_with_workers(tmp_path: Path) -> None:
     bx, by = zip(*loader)
     np.testing.assert_array_equal(torch.cat(bx).numpy(), x[..., ::2, ::2])
     np.testing.assert_array_equal(torch.cat(by).numpy(), y[..., ::2, ::2])
+    ds[0]  # the handle is open now; a pickled copy (spawned workers) must reopen its own
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone._source._file is None
+    np.testing.assert_array_equal(clone[12][1].numpy(), y[12][..., ::2, ::2])
     shuffled = DataLoader(ds, batch_size=5, num_workers=2, shuffle=True,
                           generator=torch.Generator().manual_seed(0))
     total = sum(float(b[0].sum()) for b in shuffled)
