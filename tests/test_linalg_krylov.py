@@ -255,3 +255,30 @@ def test_types_dtypes_and_scipy_operator_preconditioner():
         pcg(A, np.ones(64), M=np.eye(3))
     with pytest.raises(ValueError, match="m must be an integer >= 1"):
         fcg(A, np.ones(64), m=0)
+
+
+class _GridPreconditioner(Preconditioner):
+    """Overrides ``apply`` wholesale and keeps its own ``shape`` (a grid), as learned
+    preconditioners do; never calls ``Preconditioner.__init__``."""
+
+    linear = False
+    symmetric = False
+
+    def __init__(self, shape, diagonal):
+        self.shape = shape
+        self.diagonal = diagonal
+
+    def apply(self, r):
+        return r / self.diagonal
+
+
+def test_preconditioner_subclass_overriding_apply_works_in_fcg():
+    _, A, b = _diffusion(10, seed=7)
+    M = _GridPreconditioner((10, 10), torch.from_numpy(A.diagonal()))
+    res = fcg(A, torch.from_numpy(b), M=M, rtol=1e-10)
+    ref = fcg(A, torch.from_numpy(b), M=JacobiPreconditioner(A), rtol=1e-10)
+    assert res.converged and res.iterations == ref.iterations
+    with pytest.raises(TypeError, match="Preconditioner.__init__"):
+        M.as_linear_operator() if M.linear else Preconditioner.apply(M, b)
+    with pytest.raises(ValueError, match="size 5, but A is 100 x 100"):
+        fcg(A, b, M=JacobiPreconditioner(gallery.poisson1d(5)))

@@ -56,15 +56,18 @@ def resolve_preconditioner(M, n: int):
         return (lambda R: R), True, True
     linear = bool(getattr(M, "linear", True))
     symmetric = bool(getattr(M, "symmetric", True))
-    shape = getattr(M, "shape", None)
-    if shape is not None and tuple(shape)[-2:] != (n, n):
-        raise ValueError(f"M has shape {tuple(shape)}, expected ({n}, {n}) to match A")
     if hasattr(M, "apply") and not isinstance(M, (spla.LinearOperator, torch.Tensor)):
+        size = getattr(M, "n", None)  # a preconditioner object: its own n, if it says
+        if isinstance(size, int) and size != n:
+            raise ValueError(f"M acts on vectors of size {size}, but A is {n} x {n}")
 
         def fn(R):
             return M.apply(R).to(dtype=R.dtype, device=R.device)
 
         return fn, linear, symmetric
+    shape = getattr(M, "shape", None)
+    if shape is not None and tuple(shape)[-2:] != (n, n):
+        raise ValueError(f"M has shape {tuple(shape)}, expected ({n}, {n}) to match A")
     if isinstance(M, spla.LinearOperator) or sp.issparse(M) or isinstance(M, np.ndarray):
         L = M if isinstance(M, spla.LinearOperator) else spla.aslinearoperator(M)
 

@@ -51,7 +51,8 @@ class Preconditioner:
     Attributes
     ----------
     n : int
-        Size of the vectors it acts on.
+        Size of the vectors it acts on (set by ``Preconditioner.__init__(n)``). Subclasses that
+        override :meth:`apply` wholesale need not set it; the solvers then trust their shapes.
     linear, symmetric : bool
         See the module docstring. Class attributes; override in subclasses.
     """
@@ -61,10 +62,6 @@ class Preconditioner:
 
     def __init__(self, n: int) -> None:
         self.n = int(n)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.n, self.n)
 
     def _apply(self, R: torch.Tensor) -> torch.Tensor:
         """Act on a batch ``R: (B, n)``; return ``(B, n)`` (same device). Subclasses implement."""
@@ -83,6 +80,11 @@ class Preconditioner:
         """
         numpy_in = not isinstance(r, torch.Tensor)
         R = torch.from_numpy(np.asarray(r, dtype=np.float64)) if numpy_in else r
+        if not hasattr(self, "n"):
+            raise TypeError(
+                f"{type(self).__name__} did not call Preconditioner.__init__(n); the base "
+                "apply() needs n"
+            )
         if R.ndim not in (1, 2) or R.shape[-1] != self.n:
             raise ValueError(
                 f"{type(self).__name__}.apply: expected r of shape ({self.n},) or (B, {self.n}), "
@@ -120,10 +122,14 @@ class Preconditioner:
         def matvec(v):
             return self.apply(np.asarray(v, dtype=np.float64).reshape(-1))
 
-        return spla.LinearOperator(self.shape, matvec=matvec, matmat=matmat, dtype=np.float64)
+        n = getattr(self, "n", None)
+        if n is None:
+            raise TypeError(f"{type(self).__name__} has no size n; call Preconditioner.__init__(n)")
+        return spla.LinearOperator((n, n), matvec=matvec, matmat=matmat, dtype=np.float64)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(n={self.n}, linear={self.linear}, symmetric={self.symmetric})"
+        n = getattr(self, "n", "?")
+        return f"{type(self).__name__}(n={n}, linear={self.linear}, symmetric={self.symmetric})"
 
 
 class _DeviceCache:
