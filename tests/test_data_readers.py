@@ -202,3 +202,21 @@ def test_neuralop_pt_burgers_time_axis(neuralop_small: Path) -> None:
     assert ds.meta["provenance"]["visc"] == [[pytest.approx(0.01)]]
     loader = DataLoader(ds, batch_size=64)
     assert sum(b[0].shape[0] for b in loader) == 400
+
+
+def test_pdebench_cfd_fields(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    fields = {k: rng.standard_normal((3, 5, 8)).astype(np.float32) for k in ("density", "pressure", "Vx")}
+    path = tmp_path / "1D_CFD_Rand_Eta0.01_Zeta0.01_periodic_Train.hdf5"
+    with h5py.File(path, "w") as f:
+        for k, v in fields.items():
+            f[k] = v
+        f["x-coordinate"] = np.linspace(0, 1, 8)
+        f["t-coordinate"] = np.linspace(0, 1, 6)
+    ds = open_dataset(path, initial_step=2)
+    assert ds.meta["input_shape"] == (6, 8) and ds.meta["output_shape"] == (3, 3, 8)
+    stacked = np.stack([fields[k] for k in ("density", "pressure", "Vx")], axis=1)  # (N, C, T, X)
+    x, y = ds[1]
+    np.testing.assert_array_equal(y.numpy(), stacked[1, :, 2:])
+    np.testing.assert_array_equal(x.numpy()[:3], stacked[1, :, 0])  # step 0: density, pressure, Vx
+    np.testing.assert_array_equal(x.numpy()[3:], stacked[1, :, 1])

@@ -10,7 +10,9 @@ file. Formats (``format=`` overrides detection):
 ``pdebench``
     PDEBench HDF5 (Takamoto et al., "PDEBench", NeurIPS 2022 Datasets and Benchmarks), three layouts:
     ``tensor`` ``(N, T, *spatial)`` with ``x-coordinate``/``t-coordinate`` (1D files): ``x`` is the
-    first ``initial_step`` time steps as channels, ``y`` the rest ``(1, T - initial_step, *spatial)``;
+    first ``initial_step`` time steps as channels, ``y`` the rest ``(1, T - initial_step, *spatial)``
+    (CFD files with ``density``, ``pressure``, ``Vx`` [, ``Vy``, ``Vz``] instead of ``tensor``:
+    the fields are channels, ``x`` ``(initial_step * C, *spatial)`` step-major);
     Darcy ``nu`` ``(N, X, Y)`` with ``tensor`` ``(N, 1, X, Y)``: ``x = nu`` and ``y = tensor``
     (the singleton axis is the channel); groups ``0000/data`` ``(T, *spatial, C)`` with
     ``0000/grid/{x,y,t}``: ``x`` is the first ``initial_step`` steps ``(initial_step * C, *spatial)``,
@@ -76,7 +78,7 @@ def detect_format(path: str | os.PathLike) -> str:
         keys = list(f.keys())
         if "schema_version" in f.attrs or ("inputs" in f and "outputs" in f):
             return "pdesurrogates"
-        if "tensor" in f or _sample_groups(f):
+        if "tensor" in f or ("density" in f and "Vx" in f) or _sample_groups(f):
             return "pdebench"
         if any(a in f and b in f for a, b in _MAT_PAIRS) or "#refs#" in f:
             return "fno-mat"
@@ -239,16 +241,20 @@ class _OursSource(_H5Source):
         return self.dataset("inputs")[lo:hi], self.dataset("outputs")[lo:hi]
 
 
+_CFD_FIELDS = ("density", "pressure", "Vx", "Vy", "Vz")
+
+
 class _PDEBenchTensorSource(_H5Source):
-    """``tensor`` (N, T, *spatial) [1D and similar], or Darcy ``nu`` (N, *sp) + ``tensor`` (N, 1, *sp)."""
+    """Time series ``tensor`` (N, T, *sp) or CFD fields ``density``, ``pressure``, ``Vx``, ...
+    (each (N, T, *sp), stacked as channels); or Darcy ``nu`` (N, *sp) + ``tensor`` (N, 1, *sp)."""
 
     def __init__(self, path: Path, initial_step: int = 1) -> None:
         super().__init__(path)
         f = self.file
-        tensor = self._get("tensor")
         self.darcy = "nu" in f
         coords = {}
         if self.darcy:
+            tensor = self._get("tensor")
             nu = f["nu"]
             if nu.ndim < 2 or tensor.ndim != nu.ndim + 1 or tensor.shape[0] != nu.shape[0] \
                     or tensor.shape[2:] != nu.shape[1:]:
@@ -260,22 +266,36 @@ class _PDEBenchTensorSource(_H5Source):
             self.input_shape = (1, *nu.shape[1:])
             self.output_shape = tuple(tensor.shape[1:])
             self.input_key, self.output_key = "nu", "tensor"
+            self.fields = ["tensor"]
         else:
+            if "tensor" in f:
+                self.fields = ["tensor"]
+            else:
+                self.fields = [k for k in _CFD_FIELDS if k in f]
+                if not self.fields:
+                    self._get("tensor")  # raises: names the missing key and what is there
+            tensor = f[self.fields[0]]
             if tensor.ndim < 3:
                 raise DataFormatError(
-                    f"{path}: key 'tensor' must be (N, T, *spatial) with rank >= 3, found "
+                    f"{path}: key {self.fields[0]!r} must be (N, T, *spatial) with rank >= 3, found "
                     f"{_shape_str(tensor.shape)}"
                 )
-            steps = tensor.shape[1]
+            for key in self.fields[1:]:
+                if f[key].shape != tensor.shape:
+                    raise DataFormatError(
+                        f"{path}: key {key!r} has shape {_shape_str(f[key].shape)}, expected "
+                        f"{_shape_str(tensor.shape)} like {self.fields[0]!r}"
+                    )
+            steps, channels = tensor.shape[1], len(self.fields)
             if not 1 <= initial_step < steps:
                 raise DataFormatError(
-                    f"{path}: initial_step must be in [1, {steps - 1}] for 'tensor' with T={steps}, "
-                    f"got {initial_step}"
+                    f"{path}: initial_step must be in [1, {steps - 1}] for {self.fields[0]!r} with "
+                    f"T={steps}, got {initial_step}"
                 )
             self.spatial_ndim = tensor.ndim - 2
-            self.input_shape = (initial_step, *tensor.shape[2:])
-            self.output_shape = (1, steps - initial_step, *tensor.shape[2:])
-            self.input_key, self.output_key = "tensor", "tensor"
+            self.input_shape = (initial_step * channels, *tensor.shape[2:])
+            self.output_shape = (channels, steps - initial_step, *tensor.shape[2:])
+            self.input_key = self.output_key = ",".join(self.fields)
             names = ("x-coordinate", "y-coordinate", "z-coordinate")
             for d in range(self.spatial_ndim):
                 if names[d] in f:
@@ -283,7 +303,7 @@ class _PDEBenchTensorSource(_H5Source):
                     if c.ndim != 1 or c.shape[0] != tensor.shape[2 + d]:
                         raise DataFormatError(
                             f"{path}: {names[d]!r} must be ({tensor.shape[2 + d]},) to match "
-                            f"'tensor' {_shape_str(tensor.shape)}, found {_shape_str(c.shape)}"
+                            f"{self.fields[0]!r} {_shape_str(tensor.shape)}, found {_shape_str(c.shape)}"
                         )
                     coords[names[d]] = c[()]
             if "t-coordinate" in f:
@@ -296,9 +316,10 @@ class _PDEBenchTensorSource(_H5Source):
     def read(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         if self.darcy:
             return self.dataset("nu")[lo:hi][:, None], self.dataset("tensor")[lo:hi]
-        t = self.dataset("tensor")[lo:hi]
+        d = np.stack([self.dataset(k)[lo:hi] for k in self.fields], axis=1)  # (n, C, T, *sp)
         k = self.initial_step
-        return t[:, :k], t[:, None, k:]
+        x = np.swapaxes(d[:, :, :k], 1, 2).reshape(d.shape[0], *self.input_shape)  # step-major
+        return x, d[:, :, k:]
 
 
 class _PDEBenchGroupSource(_H5Source):
@@ -487,7 +508,7 @@ def _make_source(path: Path, fmt: str, options: dict[str, Any]) -> _Source:
     elif fmt == "pdebench":
         opts = take("initial_step")
         with _open_h5(path, "r") as f:
-            grouped = "tensor" not in f and bool(_sample_groups(f))
+            grouped = "tensor" not in f and "density" not in f and bool(_sample_groups(f))
         source = _PDEBenchGroupSource(path, **opts) if grouped else _PDEBenchTensorSource(path, **opts)
     elif fmt == "fno-mat":
         opts = take("input_key", "output_key")
