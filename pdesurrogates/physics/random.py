@@ -11,6 +11,10 @@ boundaries), each coefficient an independent normal scaled by the square root of
 eigenvalue. This is the prior of the FNO datasets (Li et al., "Fourier Neural Operator for
 Parametric Partial Differential Equations", ICLR 2021); its default amplitude
 ``sigma = tau^(alpha - d/2)`` follows their generators and keeps the field of order one.
+``sigma`` is the amplitude in front of the square-root operator, as in their code
+(``GaussianRF``/``GRF1``, whose ``sqrt(2)`` and coefficient normalisation give this same
+covariance in the versions that draw complex normals with unit total variance; older variants of
+their script differ by a factor ``sqrt(2)`` in amplitude).
 """
 
 from __future__ import annotations
