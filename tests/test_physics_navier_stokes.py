@@ -111,3 +111,15 @@ def test_bad_input_refused() -> None:
         solve_navier_stokes(w0, -1.0, [0.5])
     with pytest.raises(ValueError, match="multiple of dt"):
         solve_navier_stokes(w0, 1e-3, [0.00015], dt=1e-4)
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    w0 = torch.stack([_random_w0(64, s) for s in range(4)])
+    f = fno_forcing(64)
+    cpu = solve_navier_stokes(w0, 1e-3, [0.5], dt=1e-3, forcing=f)
+    gpu = solve_navier_stokes(w0.cuda(), 1e-3, [0.5], dt=1e-3, forcing=f.cuda())
+    assert gpu.device.type == "cuda"
+    assert torch.allclose(gpu.cpu(), cpu, atol=1e-10 * float(cpu.abs().max()))

@@ -306,7 +306,8 @@ class NavierStokesProblem(_ProblemBase):
     Solved at ``solver_resolution`` (default ``4 * resolution``: 256 for 64, as in the paper) with
     step ``dt`` and subsampled. ``dt`` is refused when it violates the advective CFL bound for a
     ``6 sigma`` estimate of the initial velocity. ``sigma`` defaults to ``7^(3/2)``, the amplitude of
-    the FNO prior ``N(0, 7^(3/2) (-Laplace + 49 I)^(-2.5))``.
+    the FNO prior ``N(0, 7^(3/2) (-Laplace + 49 I)^(-2.5))``. ``precision="float32"`` halves the
+    memory and speeds up GPU generation (the initial field is drawn in float64 either way).
     """
 
     name: ClassVar[str] = "navier-stokes"
@@ -321,10 +322,13 @@ class NavierStokesProblem(_ProblemBase):
     sigma: float = 7.0**1.5
     forcing: str = "fno"
     scheme: str = "heun"
+    precision: str = "float64"
 
     def validate(self) -> None:
         self._check_common()
         _require(self.nu > 0, self.name, f"viscosity nu must be > 0, got {self.nu}")
+        _require(self.precision in ("float64", "float32"), self.name,
+                 f"precision must be 'float64' or 'float32', got {self.precision!r}")
         _require(self.forcing in ("fno", "none"), self.name,
                  f"forcing must be 'fno' or 'none', got {self.forcing!r}")
         _require(self.scheme in _ns.SCHEMES, self.name,
@@ -387,8 +391,9 @@ class NavierStokesProblem(_ProblemBase):
         device = torch.device(device or "cpu")
         w0 = torch.stack([gaussian_random_field((S, S), self.alpha, self.tau, self.sigma,
                                                 generator=sample_generator(seed, i)) for i in idx])
-        w0 = w0.to(device)
-        forcing = _ns.fno_forcing(S, device=device) if self.forcing == "fno" else None
+        dtype = torch.float64 if self.precision == "float64" else torch.float32
+        w0 = w0.to(device=device, dtype=dtype)
+        forcing = _ns.fno_forcing(S, device=device, dtype=dtype) if self.forcing == "fno" else None
         w = _ns.solve_navier_stokes(w0, self.nu, self.times, dt=self.dt, forcing=forcing,
                                     scheme=self.scheme)
         inputs = w0[:, None, ::stride, ::stride].cpu().numpy().astype(np.float32)
