@@ -201,8 +201,8 @@ def _stationary(
     for k in range(maxiter):
         if mon.done(k):
             break
-        X_new, R_new = step(X, R)
-        X, R = mon.keep(X_new, X), mon.keep(R_new, R)
+        X_new, R = step(X, R)
+        X = mon.keep(X_new, X)  # a finished system's R is stale but never read again
         mon.record(torch.linalg.vector_norm(R, dim=1))
         if callback is not None:
             callback(user_iterate(system, X))
