@@ -73,3 +73,22 @@ def test_downsampled_views_match_coarse_nodes() -> None:
 def test_coefficient_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         solve_darcy(np.zeros((9, 9)))
+
+
+@pytest.mark.slow
+def test_fno_resolution_421_and_its_views() -> None:
+    """A 421-node FNO sample: zero matrix-free residual, and the paper's 211/141/106/85 views."""
+    from pdesurrogates.physics.problems import get_problem
+
+    fine = get_problem("darcy", resolution=421)
+    x, y = fine.generate([0], seed=0)
+    a = x[0, 0].astype(np.float64)  # the two values 3 and 12 are exact in float32
+    u = solve_darcy(a)
+    res = apply_diffusion(torch.as_tensor(a), torch.as_tensor(u), Grid((421, 421))) - 1.0
+    assert float(res.abs().max()) < 1e-7
+    assert np.abs(y[0, 0] - u).max() < 1e-6 * np.abs(u).max()  # stored = float64 solve, rounded
+    for s in (211, 141, 106, 85):
+        xs, ys = get_problem("darcy", resolution=s, solver_resolution=421).generate([0], seed=0)
+        stride = 420 // (s - 1)
+        assert np.array_equal(xs[0, 0], x[0, 0, ::stride, ::stride])
+        assert np.array_equal(ys[0, 0], y[0, 0, ::stride, ::stride])

@@ -86,6 +86,8 @@ def test_steps_are_spd_with_context_and_must_be_advanced() -> None:
         expected = np.eye(36) + 0.5 * 0.05 * step.context * seq.laplacian.toarray()
         assert np.allclose(A, expected)
         contexts.append(step.context)
+        A_t, b_t, c_t = step
+        assert A_t is step.A and b_t is step.b and c_t == step.context
         seq.advance(spla.spsolve(step.A.tocsc(), step.b))
     assert contexts == [KhodakDiffusivity()(0.05 * k) for k in range(1, 5)]
     assert min(contexts) >= 1e-3

@@ -98,6 +98,10 @@ class HeatStep:
     step: int
     x0: np.ndarray
 
+    def __iter__(self):
+        """Unpack as ``A, b, context = step``."""
+        return iter((self.A, self.b, self.context))
+
 
 class HeatSequence:
     """Iterate over the SPD systems of a Crank–Nicolson heat-equation run.
