@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from pdesurrogates.solvers.learned.sor_bandit import (  # noqa: E402
+from pdesurrogates.solvers.learned.sor_bandit import (
     SORBandit,
     instance_optimal_omega,
     jacobi_spectral_radius,
@@ -642,25 +642,37 @@ def _notes(targets, last, args, timings) -> str:
     lines += [
         "## How these numbers were made",
         "",
-        f"- mean iterations per instance over the whole sequence and over its last {last} instances; "
-        f"policies averaged over {args.trials} trials, each with its own bandit seed (shifted Laplacians: "
-        "trial 0 plays the instances in drawn order, the others random permutations of the same i.i.d. "
-        "instances; heat: every trial plays the time steps in order, as in the paper). The "
-        f"paper uses 40 trials with fresh instances each; we use one table of {args.instances} instances "
-        "per shift distribution.",
+        (
+            f"- mean iterations per instance over the whole sequence and over its last {last} instances; "
+            f"policies averaged over {args.trials} trials, each with its own bandit seed (shifted Laplacians: "
+            "trial 0 plays the instances in drawn order, the others random permutations of the same i.i.d. "
+            "instances; heat: every trial plays the time steps in order, as in the paper). The "
+            f"paper uses 40 trials with fresh instances each; we use one table of {args.instances} instances "
+            "per shift distribution."
+        ),
         "- fixed-omega rows and the instance optimum are deterministic given the table (std 0).",
-        "- the '3x fewer iterations than omega = 1' target is about SOR on the shifted Laplacians; with "
-        "SSOR-preconditioned CG on the heat sequence even the best fixed omega saves only about 10% over "
-        "omega = 1, so that line is reported but not expected to hold there.",
-        "- shifted Laplacian: the instance-optimal omega is the formula 1 + (beta/(1+sqrt(1-beta^2)))^2 "
-        "with beta = 4 cos(pi/11)/(4+c); Young's omega is that of the unshifted Laplacian, 2/(1+sin(pi/11)).",
-        "- heat: the instance-optimal row is the per-step best of the 20 grid values (the paper refines "
-        "with golden-section search); Young's omega is not defined for SSOR-preconditioned CG.",
-        f"- cost tables: {', '.join(f'{k} {v:.0f} s' for k, v in timings.items())} (wall clock, one "
-        "thread on a shared 2-core machine; batched anti-diagonal kernels in this file, checked against "
-        "the references listed under kernel_checks in the JSON).",
-        "- regret curves: learned_sor_regret.png (cumulative iterations paid minus those of the best "
-        "fixed omega in hindsight; band = min/max over trials).",
+        (
+            "- the '3x fewer iterations than omega = 1' target is about SOR on the shifted Laplacians; with "
+            "SSOR-preconditioned CG on the heat sequence even the best fixed omega saves only about 10% over "
+            "omega = 1, so that line is reported but not expected to hold there."
+        ),
+        (
+            "- shifted Laplacian: the instance-optimal omega is the formula 1 + (beta/(1+sqrt(1-beta^2)))^2 "
+            "with beta = 4 cos(pi/11)/(4+c); Young's omega is that of the unshifted Laplacian, 2/(1+sin(pi/11))."
+        ),
+        (
+            "- heat: the instance-optimal row is the per-step best of the 20 grid values (the paper refines "
+            "with golden-section search); Young's omega is not defined for SSOR-preconditioned CG."
+        ),
+        (
+            f"- cost tables: {', '.join(f'{k} {v:.0f} s' for k, v in timings.items())} (wall clock, one "
+            "thread on a shared 2-core machine; batched anti-diagonal kernels in this file, checked against "
+            "the references listed under kernel_checks in the JSON)."
+        ),
+        (
+            "- regret curves: learned_sor_regret.png (cumulative iterations paid minus those of the best "
+            "fixed omega in hindsight; band = min/max over trials)."
+        ),
     ]
     return "\n".join(lines)
 

@@ -147,7 +147,7 @@ def _play(policy, rng, rounds, contextual):
 
 @pytest.mark.parametrize("method", ["tsallis", "binned", "chebyshev"])
 def test_state_dict_round_trip_continues_identically(method):
-    kwargs = dict(method=method, context_range=(0.0, 1.0))
+    kwargs = {"method": method, "context_range": (0.0, 1.0)}
     a = SORBandit(OMEGAS, seed=11, **kwargs)
     _play(a, np.random.default_rng(0), 60, method != "tsallis")
     buffer = io.BytesIO()

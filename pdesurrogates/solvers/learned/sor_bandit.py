@@ -38,22 +38,22 @@ True
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 __all__ = [
-    "TsallisINF",
     "BinnedTsallisINF",
     "ChebyshevContextualBandit",
-    "SORBandit",
     "LearnedSORSolver",
-    "tsallis_inf_probabilities",
+    "SORBandit",
+    "TsallisINF",
     "chebyshev_features",
-    "jacobi_spectral_radius",
     "instance_optimal_omega",
-    "young_omega",
+    "jacobi_spectral_radius",
     "poisson_young_omega",
+    "tsallis_inf_probabilities",
+    "young_omega",
 ]
 
 METHODS = ("tsallis", "binned", "chebyshev")
