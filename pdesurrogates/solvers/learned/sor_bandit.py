@@ -767,10 +767,17 @@ class LearnedSORSolver:
 
     Examples
     --------
-    >>> # for t in range(T):
-    >>> #     A, b, kappa = step(t)
-    >>> #     res = solver.solve(A, b, context=kappa, x0=u)
-    >>> #     u = res.x
+    A time-stepping loop calls one method per system (here: the heat equation, context = diffusivity):
+
+    >>> from pdesurrogates.physics.heat import HeatSequence
+    >>> seq = HeatSequence(n=6, dt=0.05, steps=5)
+    >>> policy = SORBandit(method="chebyshev", context_range=(0.0, 10.0), seed=0)
+    >>> solver = LearnedSORSolver(policy, solver="sor", rtol=1e-8)
+    >>> for step in seq:
+    ...     res = solver.solve(step.A, step.b, context=step.context, x0=step.x0)
+    ...     seq.advance(res.x)
+    >>> len(solver.history), all(h["converged"] for h in solver.history)
+    (5, True)
     """
 
     def __init__(
