@@ -193,3 +193,14 @@ def test_domain_padding_and_grid_channels_change_the_model():
     assert not torch.allclose(plain(x), padded(x))
     grid = build(MgNOConfig(width=4, n_layers=1, levels=2, grid_channels=True))
     assert grid.mg[0].pre[0][0].S.in_channels == 3
+
+
+@pytest.mark.parametrize("module", ["pdesurrogates.models.registry", "pdesurrogates.models.mgno",
+                                    "pdesurrogates.models.checkpoint", "pdesurrogates.nn.padding",
+                                    "pdesurrogates.nn.patching"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

@@ -270,7 +270,9 @@ class Surrogate:
     Examples
     --------
     >>> surrogate = Surrogate.load("checkpoints/mgno_darcy")       # doctest: +SKIP
-    >>> u = surrogate(a)            # a: (B, C_in, *s) or (C_in, *s) -> u: same layout, C_out channels
+    >>> u = surrogate(a)  # doctest: +SKIP
+
+    ``a``: ``(B, C_in, *s)`` or ``(C_in, *s)``; ``u``: the same layout with ``C_out`` channels.
     """
 
     def __init__(self, model: nn.Module, config: Any, normalizers: Mapping[str, Any] | None = None,
