@@ -31,13 +31,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import scipy.sparse.linalg as spla  # noqa: E402
-import torch  # noqa: E402
+import scipy.sparse.linalg as spla
+import torch
 
-from pdesurrogates.bench.report import write_results  # noqa: E402
-from pdesurrogates.physics import darcy, navier_stokes  # noqa: E402
-from pdesurrogates.physics.problems import get_problem  # noqa: E402
-from pdesurrogates.physics.random import gaussian_random_field, sample_generator  # noqa: E402
+from pdesurrogates.bench.report import write_results
+from pdesurrogates.physics import darcy, navier_stokes
+from pdesurrogates.physics.problems import get_problem
+from pdesurrogates.physics.random import gaussian_random_field, sample_generator
 
 
 def bench_darcy(resolution: int, n_samples: int, seed: int) -> dict:

@@ -76,7 +76,7 @@ def test_presets_are_valid_problems() -> None:
         if "resolution" in preset:
             params["resolution"] = preset["resolution"]
         problem = get_problem(preset["pde"], **params)  # validates
-        assert preset["n"] >= 1
+        assert preset["n"] >= 1 and problem.input_shape[0] == 1
     ns = get_problem("navier-stokes", **load_preset("ns_1e-4")["params"], resolution=64)
     assert ns.output_shape == (1, 30, 64, 64) and ns.solver_grid_size == 256
 
@@ -86,7 +86,7 @@ def test_preset_generation_with_overrides(tmp_path) -> None:
     assert main(["generate", "--preset", "darcy_small_32", "--n", "3", "--out", str(out),
                  "--no-progress"]) == 0
     x, y, attrs, _ = _read(out)
-    assert x.shape == (3, 1, 33, 33)
+    assert x.shape == (3, 1, 33, 33) and y.shape == (3, 1, 33, 33)
     assert json.loads(attrs["params"])["solver_resolution"] == 65
 
 

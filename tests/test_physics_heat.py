@@ -51,8 +51,8 @@ def test_forced_solution_matches_manufactured_semidiscrete_solution() -> None:
     n, T = 11, 0.3
     h = 1.0 / (n + 1)
     mu = 2 * (4 / h**2) * math.sin(math.pi * h / 2) ** 2
-    g = lambda t: math.cos(3 * t) + 2.0  # noqa: E731
-    dg = lambda t: -3 * math.sin(3 * t)  # noqa: E731
+    g = lambda t: math.cos(3 * t) + 2.0
+    dg = lambda t: -3 * math.sin(3 * t)
 
     def forcing(x, y, t):
         return (dg(t) + mu * _c(t) * g(t)) * _mode(x, y)

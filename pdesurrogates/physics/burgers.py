@@ -20,7 +20,7 @@ The FNO-paper setting (Li et al., ICLR 2021): ``L = 1``, ``nu = 0.1``,
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

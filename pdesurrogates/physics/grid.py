@@ -85,7 +85,7 @@ class Grid:
         """``np.meshgrid(..., indexing="ij")`` of :meth:`coords`."""
         return tuple(np.meshgrid(*self.coords(), indexing="ij"))
 
-    def subsample(self, stride: int) -> "Grid":
+    def subsample(self, stride: int) -> Grid:
         """The grid seen by taking every ``stride``-th node (boundary nodes kept)."""
         if stride < 1:
             raise ValueError(f"stride must be >= 1, got {stride}")

@@ -27,12 +27,12 @@ the heat equation ill-posed and is refused.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg  # noqa: F401  (used in the doctest and solve_all)
+import scipy.sparse.linalg
 
 from pdesurrogates.physics.grid import Grid
 from pdesurrogates.physics.operators import laplacian_matrix

@@ -18,7 +18,7 @@ solved at 256^2 and subsampled to 64^2.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse.linalg as spla
@@ -36,7 +37,11 @@ from pdesurrogates.physics import navier_stokes as _ns
 from pdesurrogates.physics.grid import Grid
 from pdesurrogates.physics.heat import HeatSequence, KhodakDiffusivity, MovingBump
 from pdesurrogates.physics.poisson import neumann_mass_weights, solve_poisson
-from pdesurrogates.physics.random import covariance_eigenvalues, gaussian_random_field, sample_generator
+from pdesurrogates.physics.random import (
+    covariance_eigenvalues,
+    gaussian_random_field,
+    sample_generator,
+)
 
 
 def _require(condition: bool, problem: str, message: str) -> None:
@@ -431,7 +436,7 @@ class HeatProblem(_ProblemBase):
                  self.name, f"t_final/dt = {total:.6g} must be a whole multiple of n_times={self.n_times}")
         _require(self.diffusivity_floor > 0, self.name,
                  f"diffusivity_floor must be > 0 (c(t) must stay positive), got {self.diffusivity_floor}")
-        _require(self.alpha > 1 and self.tau > 0, self.name, f"need alpha > 1, tau > 0")
+        _require(self.alpha > 1 and self.tau > 0, self.name, "need alpha > 1, tau > 0")
 
     @property
     def times(self) -> list[float]:

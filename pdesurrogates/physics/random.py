@@ -20,7 +20,7 @@ their script differ by a factor ``sqrt(2)`` in amplitude).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
