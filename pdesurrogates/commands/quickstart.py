@@ -23,7 +23,7 @@ import os
 import time
 from pathlib import Path
 
-DEFAULTS = {"resolution": 65, "n_train": 800, "n_test": 100, "epochs": 12, "seed": 0}
+DEFAULTS = {"resolution": 65, "n_train": 500, "n_test": 100, "epochs": 10, "seed": 0}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,8 +70,8 @@ def generate_darcy(path: Path, resolution: int, n: int, seed: int, progress: boo
     return time.perf_counter() - t0
 
 
-def run_quickstart(out: Path, *, resolution: int = 65, n_train: int = 800, n_test: int = 100,
-                   epochs: int = 12, width: int = 32, modes: int = 12, seed: int = 0,
+def run_quickstart(out: Path, *, resolution: int = 65, n_train: int = 500, n_test: int = 100,
+                   epochs: int = 10, width: int = 32, modes: int = 12, seed: int = 0,
                    device: str | None = None, overwrite: bool = False, progress: bool = True) -> dict:
     """Run the quickstart; returns the dictionary also written to ``out/quickstart.json``."""
     from pdesurrogates.commands.evaluate import evaluate_checkpoint
