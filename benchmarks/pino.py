@@ -55,10 +55,13 @@ from pdesurrogates.physics.problems import get_problem
 
 NAME = "pino"
 
-FULL = dict(darcy_train=64, darcy_test=16, darcy_s=33, darcy_epochs=40, darcy_width=16, darcy_modes=8,
-            burgers_train=64, burgers_test=16, burgers_s=64, burgers_epochs=100, burgers_width=32,
-            burgers_modes=16, burgers_sigma=100.0, burgers_t_final=0.5, burgers_n_times=20,
-            finetune_steps=300, record_every=25, lr=3e-3, finetune_lr=1e-3, batch_size=8, seed=0)
+FULL = {
+    "darcy_train": 64, "darcy_test": 16, "darcy_s": 33, "darcy_epochs": 40, "darcy_width": 16,
+    "darcy_modes": 8, "burgers_train": 64, "burgers_test": 16, "burgers_s": 64, "burgers_epochs": 100,
+    "burgers_width": 32, "burgers_modes": 16, "burgers_sigma": 100.0, "burgers_t_final": 0.5,
+    "burgers_n_times": 20, "finetune_steps": 300, "record_every": 25, "lr": 3e-3, "finetune_lr": 1e-3,
+    "batch_size": 8, "seed": 0,
+}
 QUICK = dict(FULL, darcy_train=8, darcy_test=2, darcy_s=17, darcy_epochs=2, burgers_train=8,
              burgers_test=2, burgers_s=32, burgers_epochs=2, finetune_steps=4, record_every=2)
 
@@ -130,7 +133,7 @@ def run_darcy(cfg: dict) -> tuple[list[dict], dict]:
 
 def run_burgers(cfg: dict) -> tuple[list[dict], dict]:
     s, T, tf = cfg["burgers_s"], cfg["burgers_n_times"], cfg["burgers_t_final"]
-    common = dict(nu=0.1, sigma=cfg["burgers_sigma"], t_final=tf, n_times=T, solver_resolution=8 * s)
+    common = {"nu": 0.1, "sigma": cfg["burgers_sigma"], "t_final": tf, "n_times": T, "solver_resolution": 8 * s}
     x, y = _tensors(get_problem("burgers", resolution=s, **common), cfg["burgers_train"] + cfg["burgers_test"], cfg["seed"])
     y = y[:, 0]  # (N, T, s): snapshots as channels
     n = cfg["burgers_train"]

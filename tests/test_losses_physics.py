@@ -17,9 +17,9 @@ from pdesurrogates.physics.darcy import sample_coefficient, solve_darcy
 from pdesurrogates.physics.grid import Grid
 from pdesurrogates.physics.heat import HeatSequence
 from pdesurrogates.physics.navier_stokes import fno_forcing, solve_navier_stokes
-from pdesurrogates.physics.problems import get_problem
 from pdesurrogates.physics.operators import laplacian_matrix
 from pdesurrogates.physics.poisson import solve_poisson
+from pdesurrogates.physics.problems import get_problem
 from pdesurrogates.physics.random import sample_generator
 
 D = torch.float64
@@ -247,7 +247,8 @@ def test_gradcheck_every_residual():
     assert torch.autograd.gradcheck(lambda u, f: P.poisson_residual_spectral(u, f, 2), (rnd(1, 6, 6), rnd(1, 6, 6)))
     for space in ("spectral", "fd"):
         assert torch.autograd.gradcheck(
-            lambda u, u0: P.burgers_residual(u, 0.1, 0.1, u0=u0, space=space), (rnd(2, 4, 12), rnd(2, 12)))
+            lambda u, u0, space=space: P.burgers_residual(u, 0.1, 0.1, u0=u0, space=space),
+            (rnd(2, 4, 12), rnd(2, 12)))
     assert torch.autograd.gradcheck(
         lambda w, w0: P.navier_stokes_residual(w, 1e-2, 0.1, w0=w0, forcing=fno_forcing(8)),
         (rnd(1, 3, 8, 8), rnd(1, 8, 8)))
@@ -271,3 +272,19 @@ def test_registry_and_bad_input():
         P.burgers_residual(torch.zeros(1, 5, 8), 0.1, 0.1, u0=torch.zeros(1, 9))
     with pytest.raises(ValueError, match="diffusivity"):
         P.heat_residual(torch.zeros(1, 3, 4, 4), 0.1, [1.0])
+
+
+@pytest.mark.parametrize("boundary", ["dirichlet", "neumann"])
+def test_poisson_problem_data_residual(boundary):
+    problem = get_problem("poisson", resolution=17, boundary=boundary)
+    x, y = (torch.tensor(v, dtype=D) for v in problem.generate([0, 1], seed=0))
+    loss = P.physics_loss_for(problem)
+    assert loss.boundary == boundary
+    assert float(loss(y, x)) < 1e-5  # float32 storage of u
+    assert float(loss(y + 1e-3 * y.abs().max() * torch.rand(y.shape, dtype=D, generator=torch.Generator().manual_seed(0)), x)) > 1e-3
+
+
+def test_gradcheck_poisson_neumann():
+    g = Grid((5, 6), boundary="neumann")
+    u = torch.rand(2, 5, 6, dtype=D, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda u: P.poisson_residual_neumann(u, torch.zeros(5, 6, dtype=D), g), (u,))

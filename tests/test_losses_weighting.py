@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from pdesurrogates.losses import LossConfig, build_loss
-from pdesurrogates.losses.weighting import FixedWeights, ReLoBRaLoWeights, SoftAdaptWeights, make_weighter
+from pdesurrogates.losses.weighting import (
+    FixedWeights,
+    ReLoBRaLoWeights,
+    SoftAdaptWeights,
+    make_weighter,
+)
 
 
 def _parts(d, p):
@@ -38,7 +43,7 @@ def test_relobralo_seeded_and_reproducible():
         rl = ReLoBRaLoWeights(seed=seed, beta=0.5)
         out = []
         for k in range(20):
-            total, w = rl(_parts(math.exp(-0.3 * k), math.exp(-0.05 * k)))
+            _total, w = rl(_parts(math.exp(-0.3 * k), math.exp(-0.05 * k)))
             out.append(w["physics"])
         return out
 

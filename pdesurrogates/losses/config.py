@@ -21,8 +21,9 @@ Units: ``pred``, ``target`` and ``inputs`` must be in *physical* units when a ph
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 

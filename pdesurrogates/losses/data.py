@@ -13,7 +13,7 @@ the grid spacing only enters the H1 seminorm, where derivatives are scaled by ``
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -33,8 +33,8 @@ prediction. They are callables ``loss(pred, inputs) -> scalar`` and are listed i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -198,6 +198,37 @@ def poisson_residual(u: torch.Tensor, f: torch.Tensor | float, grid: Grid | None
     if isinstance(f, torch.Tensor) and f.ndim == nd + 2:
         f = f[:, 0]
     return apply_diffusion(a, u, grid) - _forcing_interior(f, u, grid)
+
+
+def poisson_residual_neumann(u: torch.Tensor, f: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """Residual ``K u / M - f`` of ``-Laplace u = f`` with ``du/dn = 0`` at every node of a Neumann grid.
+
+    ``K`` and ``M`` are the vertex-centred finite-volume stiffness and control-volume fractions of
+    :func:`pdesurrogates.physics.poisson.neumann_laplacian_matrix`, the operator the Poisson generator
+    solves (applied here as a torch sparse matrix, so the residual is differentiable in ``u``).
+
+    Parameters
+    ----------
+    u, f : Tensor ``(B, *grid.shape)``
+
+    Returns
+    -------
+    Tensor ``(B, *grid.shape)``
+    """
+    from pdesurrogates.physics.poisson import neumann_laplacian_matrix
+
+    if grid.boundary != "neumann":
+        raise ValueError(f"poisson_residual_neumann needs a Neumann grid, got {grid.boundary!r}")
+    nd = grid.ndim
+    if tuple(u.shape[-nd:]) != grid.shape or tuple(f.shape[-nd:]) != grid.shape:
+        raise ValueError(f"poisson_residual_neumann: u {tuple(u.shape)} and f {tuple(f.shape)} must end in {grid.shape}")
+    K, M = neumann_laplacian_matrix(grid)
+    K = K.tocoo()
+    Kt = torch.sparse_coo_tensor(np.vstack([K.row, K.col]), K.data, K.shape, dtype=u.dtype, device=u.device,
+                                 check_invariants=True)
+    flat = u.reshape(-1, K.shape[0]).T
+    Ku = torch.sparse.mm(Kt, flat).T.reshape(u.shape)
+    return Ku / torch.as_tensor(M.reshape(grid.shape), dtype=u.dtype, device=u.device) - f
 
 
 def poisson_residual_spectral(u: torch.Tensor, f: torch.Tensor, ndim: int, length=1.0) -> torch.Tensor:
@@ -479,18 +510,35 @@ class DarcyLoss:
 
 @dataclass(frozen=True)
 class PoissonLoss:
-    """Relative FV residual of ``-Laplace u = f`` (Dirichlet): ``f`` in ``inputs[:, forcing_channel]``."""
+    """Relative FV residual of ``-Laplace u = f``: ``f`` in ``inputs[:, forcing_channel]``.
+
+    ``boundary="dirichlet"``: interior nodes (:func:`poisson_residual`, boundary values from ``pred``);
+    ``"neumann"``: every node (:func:`poisson_residual_neumann`), as in
+    :class:`~pdesurrogates.physics.problems.PoissonProblem`.
+    """
 
     length: float = 1.0
     forcing_channel: int = 0
+    boundary: str = "dirichlet"
+
+    def __post_init__(self) -> None:
+        if self.boundary not in ("dirichlet", "neumann"):
+            raise ValueError(f"PoissonLoss: boundary must be 'dirichlet' or 'neumann', got {self.boundary!r}")
+
+    def _grid(self, pred: torch.Tensor) -> Grid:
+        return Grid(tuple(pred.shape[2:]), length=self.length, boundary=self.boundary)
 
     def residual(self, pred: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         _check_finite(pred, "pred", "PoissonLoss")
-        grid = _unit_dirichlet_grid(pred.shape[2:], self.length)
-        return poisson_residual(pred[:, 0], inputs[:, self.forcing_channel], grid)
+        f = inputs[:, self.forcing_channel]
+        if self.boundary == "neumann":
+            return poisson_residual_neumann(pred[:, 0], f, self._grid(pred))
+        return poisson_residual(pred[:, 0], f, self._grid(pred))
 
     def __call__(self, pred: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        f = inputs[:, self.forcing_channel][(Ellipsis,) + (slice(1, -1),) * (pred.ndim - 2)]
+        f = inputs[:, self.forcing_channel]
+        if self.boundary == "dirichlet":
+            f = f[(Ellipsis,) + (slice(1, -1),) * (pred.ndim - 2)]
         return relative_norm(self.residual(pred, inputs), f)
 
 

@@ -19,7 +19,7 @@ The fixed weights are applied before the adaptive ones, so ``data_weight = 5, ph
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 
