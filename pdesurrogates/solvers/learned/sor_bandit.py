@@ -538,20 +538,20 @@ class ChebyshevContextualBandit:
         t = self.t
         return 2.0 * t * math.sqrt(self.n_arms * t / (self.squared_error + self.alpha * t))
 
-    def probabilities(self, context: float) -> np.ndarray:
-        y = self.predict(context)
+    def _inverse_gap(self, y: np.ndarray) -> np.ndarray:
         best = int(np.argmin(y))
         p = 1.0 / (self.n_arms + self.eta * (y - y[best]))
         p[best] = 0.0
-        p[best] = 1.0 - p.sum()
+        p[best] = 1.0 - p.sum()  # >= 1/K: every other arm has p <= 1/K
         return p
+
+    def probabilities(self, context: float) -> np.ndarray:
+        """Inverse-gap-weighted arm probabilities at ``context``, ``(K,)``."""
+        return self._inverse_gap(self.predict(context))
 
     def choose(self, context: float) -> int:
         y = self.predict(context)
-        best = int(np.argmin(y))
-        p = 1.0 / (self.n_arms + self.eta * (y - y[best]))
-        p[best] = 0.0
-        p[best] = 1.0 - p.sum()
+        p = self._inverse_gap(y)
         arm = int(self.rng.choice(self.n_arms, p=p))
         self._pending = (arm, self.features(context), float(y[arm]))
         return arm
