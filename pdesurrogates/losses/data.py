@@ -76,9 +76,9 @@ def relative_lp(
     Tensor
         Scalar, ``(C,)`` or ``(B, C)``.
 
-    >>> y = torch.ones(2, 1, 8, 8)
-    >>> float(relative_lp(1.1 * y, y))
-    0.10000000149011612
+    >>> y = torch.ones(2, 1, 8, 8, dtype=torch.float64)
+    >>> round(float(relative_lp(1.1 * y, y)), 12)
+    0.1
     """
     nd = pred.ndim - 2 if spatial_dims is None else int(spatial_dims)
     _check_pair(pred, target, nd, "relative_lp")
