@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pdesurrogates.train.config import ScheduleConfig, config_from_dict
-from pdesurrogates.train.loop import STATE_FILE, TrainingDiverged, lr_factor, train
+from pdesurrogates.train.loop import STATE_FILE, LossScaler, TrainingDiverged, lr_factor, train
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +192,32 @@ def test_learning_rate_schedules():
     step = ScheduleConfig(name="step", step_epochs=2, gamma=0.5)
     assert [lr_factor(step, e * spe, spe, epochs) for e in range(5)] == [1, 1, 0.5, 0.5, 0.25]
     assert lr_factor(ScheduleConfig(name="constant"), 37, spe, epochs) == 1.0
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_follows_float32(darcy_files, tmp_path, precision):
+    """Autocast runs on the CPU too (fp16 with loss scaling of complex spectral weights)."""
+    cfg = make_config(darcy_files, train={"epochs": 1, "accumulate": 1}, eval={"every": 1})
+    ref = train(cfg, tmp_path / "fp32", device="cpu", progress=False)
+    low = train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precision=precision)),
+                tmp_path / precision, device="cpu", progress=False)
+    a = [float(r["loss"]) for r in read_metrics(tmp_path / "fp32", "steps.csv")]
+    b = [float(r["loss"]) for r in read_metrics(tmp_path / precision, "steps.csv")]
+    assert b == pytest.approx(a, rel=0.05)
+    assert low["final"]["test0_s1"]["l2"] == pytest.approx(ref["final"]["test0_s1"]["l2"], rel=0.05)
+
+
+def test_loss_scaler_skips_overflow_and_unscales():
+    p = torch.nn.Parameter(torch.zeros(3, dtype=torch.complex64))
+    scaler = LossScaler(enabled=True, init_scale=8.0, growth_interval=2)
+    p.grad = torch.full((3,), 16.0 + 8.0j)
+    assert scaler.unscale_([p]) and torch.equal(p.grad, torch.full((3,), 2.0 + 1.0j))
+    scaler.update(True)
+    p.grad = torch.tensor([1.0, float("inf"), 0.0], dtype=torch.complex64)
+    assert not scaler.unscale_([p])
+    scaler.update(False)
+    assert scaler.scale == 4.0 and scaler.good_steps == 0
+    scaler.update(True), scaler.update(True)
+    assert scaler.scale == 8.0
+    off = LossScaler(enabled=False)
+    assert off.scale_loss(torch.tensor(2.0)) == 2.0 and off.unscale_([p])

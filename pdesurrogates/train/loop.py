@@ -158,6 +158,59 @@ def _fill_model_shape(model_cfg: Any, in_channels: int, out_channels: int, ndim:
     return dataclasses.replace(model_cfg, **changes) if changes else model_cfg
 
 
+class LossScaler:
+    """Dynamic loss scaling for fp16 training that also handles complex parameters.
+
+    ``torch.amp.GradScaler`` cannot unscale complex gradients on every device (the FNO's spectral
+    weights are complex), so the scale is applied and checked here: the loss is multiplied by
+    ``scale``; after the backward pass the gradients are divided by it and checked for Inf/NaN; a
+    step with non-finite gradients is skipped and the scale halved; after ``growth_interval``
+    good steps it is doubled. Disabled (bf16, float32) it does nothing.
+    """
+
+    def __init__(self, enabled: bool, init_scale: float = 2.0**16, growth_interval: int = 2000):
+        self.enabled = enabled
+        self.scale = float(init_scale) if enabled else 1.0
+        self.growth_interval = growth_interval
+        self.good_steps = 0
+
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        return loss * self.scale if self.enabled else loss
+
+    def unscale_(self, parameters) -> bool:
+        """Divide the gradients by the scale; True when all of them are finite."""
+        if not self.enabled:
+            return True
+        grads = [p.grad for p in parameters if p.grad is not None]
+        if not grads:
+            return True
+        finite = torch.stack([torch.isfinite(torch.view_as_real(g) if g.is_complex() else g).all()
+                              for g in grads]).all()
+        for g in grads:
+            g.mul_(1.0 / self.scale)
+        return bool(finite)
+
+    def update(self, grads_finite: bool) -> None:
+        if not self.enabled:
+            return
+        if not grads_finite:
+            self.scale *= 0.5
+            self.good_steps = 0
+            return
+        self.good_steps += 1
+        if self.good_steps >= self.growth_interval:
+            self.scale *= 2.0
+            self.good_steps = 0
+
+    def state_dict(self) -> dict:
+        return {"scale": self.scale, "good_steps": self.good_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.enabled and state:
+            self.scale = float(state["scale"])
+            self.good_steps = int(state["good_steps"])
+
+
 def _rng_state(device: torch.device) -> dict:
     state = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":
@@ -404,7 +457,7 @@ def _run(config: TrainConfig, out: Path, resume_dir: Path | None, ctx: DistConte
     opt_cfg = cfg.optimizer
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt_cfg.lr, betas=opt_cfg.betas, eps=opt_cfg.eps,
                                   weight_decay=opt_cfg.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=tcfg.precision == "fp16")
+    scaler = LossScaler(enabled=tcfg.precision == "fp16")
 
     # ---- batching: same permutation on every rank, rank r takes positions r, r+K, ...
     from torch.utils.data import DistributedSampler
@@ -531,7 +584,7 @@ def _run(config: TrainConfig, out: Path, resume_dir: Path | None, ctx: DistConte
                         with autocast(device, tcfg.precision):
                             pred = predict(x)
                         total, parts = loss_fn(pred.float(), y, x)
-                        scaler.scale(total / len(group)).backward()
+                        scaler.scale_loss(total / len(group)).backward()
                     loss_sum = loss_sum + total.detach() / len(group)
                     for name, v in parts.items():
                         if isinstance(v, torch.Tensor):
@@ -545,11 +598,12 @@ def _run(config: TrainConfig, out: Path, resume_dir: Path | None, ctx: DistConte
                         f"(epoch {position['epoch']}) is kept in {out / 'checkpoints' / 'last'}. "
                         f"Try a lower optimizer.lr, warm-up, train.grad_clip or precision = \"none\"."
                     )
-                if tcfg.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
+                grads_finite = scaler.unscale_(model.parameters())
+                if grads_finite:  # fp16 overflow: skip this step (the scale was lowered)
+                    if tcfg.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+                    optimizer.step()
+                scaler.update(grads_finite)
                 step += 1
                 b += len(group)
                 n_samples = sum(len(i) for i in group) * ctx.world_size
