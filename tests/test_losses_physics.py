@@ -288,3 +288,17 @@ def test_gradcheck_poisson_neumann():
     g = Grid((5, 6), boundary="neumann")
     u = torch.rand(2, 5, 6, dtype=D, requires_grad=True)
     assert torch.autograd.gradcheck(lambda u: P.poisson_residual_neumann(u, torch.zeros(5, 6, dtype=D), g), (u,))
+
+
+def test_burgers_solver_step_residual_on_generator_data():
+    # same grid as the solver: zero up to ETDRK4's error; subsampled 512 -> 64: resolution-limited
+    common = {"sigma": 100.0, "t_final": 0.2, "n_times": 8}
+    for solver_resolution, bound in ((64, 1e-6), (512, 1e-3)):
+        problem = get_problem("burgers", resolution=64, solver_resolution=solver_resolution, **common)
+        x, y = (torch.tensor(v, dtype=D) for v in problem.generate([0, 1], seed=0))
+        loss = P.BurgersLoss(nu=0.1, t_final=0.2, n_times=8, time_scheme="solver")
+        base = float(loss(y, x))
+        assert base < bound, (solver_resolution, base)
+        assert float(loss(y * 1.01, x)) > 10 * base
+    u, u0 = torch.rand(1, 3, 12, dtype=D, requires_grad=True), torch.rand(1, 12, dtype=D, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda u, u0: P.burgers_step_residual(u, 0.1, 0.01, u0=u0), (u, u0))

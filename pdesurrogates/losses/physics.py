@@ -373,6 +373,41 @@ def burgers_residual(u: torch.Tensor, nu: float, dt: float, *, u0: torch.Tensor 
     return r[:, 1:] if u0 is not None else r
 
 
+def burgers_step_residual(u: torch.Tensor, nu: float, dt: float, *, u0: torch.Tensor | None = None,
+                          length: float = 1.0) -> torch.Tensor:
+    """One-step residual ``(u_{k+1} - S_dt(u_k)) / dt`` with ``S_dt`` the reference solver's propagator.
+
+    ``S_dt`` is :func:`pdesurrogates.physics.burgers.solve_burgers` over one snapshot interval
+    (pseudo-spectral, 2/3 dealiasing, ETDRK4 with a CFL-limited inner step), applied to every snapshot
+    at once and differentiated through. Unlike finite differences over coarse snapshots, this
+    residual vanishes on the generator's trajectories up to the solver's own error, at any snapshot
+    spacing -- the generator's discretization in space *and* time serves as the loss.
+
+    Parameters
+    ----------
+    u : Tensor ``(B, T, N)`` or ``(B, 1, T, N)``
+    nu, dt : float
+        Viscosity and snapshot spacing.
+    u0 : Tensor ``(B, [1,] N)``, optional, prepended.
+    length : float
+
+    Returns
+    -------
+    Tensor ``(B, T - 1, N)`` (``(B, T, N)`` with ``u0``)
+    """
+    from pdesurrogates.physics.burgers import solve_burgers
+
+    where = "burgers_step_residual"
+    if not nu > 0 or not dt > 0:
+        raise ValueError(f"{where}: nu and dt must be > 0, got {nu}, {dt}")
+    traj = _trajectory(u, u0, 1, where)
+    B, T, N = traj.shape
+    if T < 2:
+        raise ValueError(f"{where}: need at least two snapshots, got {T}")
+    nxt = solve_burgers(traj[:, :-1].reshape(-1, N), nu, [dt], length=length)
+    return (traj[:, 1:] - nxt.reshape(B, T - 1, N).to(traj.dtype)) / dt
+
+
 # ---------------------------------------------------------------------------------- Navier-Stokes
 def vorticity_advection(w: torch.Tensor, length: float = 1.0, dealias: bool = True) -> torch.Tensor:
     """``v . grad w`` for the 2D vorticity ``w`` ``(..., H, W)``, ``v`` from
@@ -550,6 +585,11 @@ class BurgersLoss:
     :class:`~pdesurrogates.physics.problems.BurgersProblem`) holds the snapshots at
     ``dt, 2 dt, ..., T dt`` with ``dt = t_final / n_times`` (parameter names as in the problem). The
     scale is the spatial operator at ``u0`` (``|u_t|`` at ``t = 0``).
+
+    ``time_scheme="fd"``: :func:`burgers_residual` (finite differences of order ``time_order`` over the
+    snapshots; biased by ``O(dt^p)``, badly so in the initial viscous layer of a rough ``u0``).
+    ``time_scheme="solver"``: :func:`burgers_step_residual` (the generator's one-interval propagator;
+    zero on the generator's data up to its error, and what the benchmark uses).
     """
 
     nu: float = 0.1
@@ -559,12 +599,20 @@ class BurgersLoss:
     time_order: int = 2
     space: str = "spectral"
     dealias: bool = True
+    time_scheme: str = "fd"
+
+    def __post_init__(self) -> None:
+        if self.time_scheme not in ("fd", "solver"):
+            raise ValueError(f"BurgersLoss: time_scheme must be 'fd' or 'solver', got {self.time_scheme!r}")
 
     def residual(self, pred: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         _check_finite(pred, "pred", "BurgersLoss")
         if pred.shape[-2] != self.n_times:
             raise ValueError(f"BurgersLoss: pred {tuple(pred.shape)} has {pred.shape[-2]} snapshots, "
                              f"n_times = {self.n_times}")
+        if self.time_scheme == "solver":
+            return burgers_step_residual(pred, self.nu, self.t_final / self.n_times, u0=inputs[:, :1],
+                                         length=self.length)
         return burgers_residual(pred, self.nu, self.t_final / self.n_times, u0=inputs[:, :1], length=self.length,
                                 time_order=self.time_order, space=self.space, dealias=self.dealias)
 
