@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def test_load_fills_defaults_and_resolves_paths(tmp_path):
     assert cfg.data.test_strides == (2, 1) and cfg.data.eval_strides == (2, 1)
     assert cfg.model.width == 8 and cfg.model.modes == 4
     assert cfg.loss.data == "l2"
-    with pytest.raises(Exception):  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.seed = 4
 
 

@@ -59,8 +59,8 @@ def read_metrics(run: Path, name: str = "metrics.csv") -> list[dict]:
 
 def assert_same_weights(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), f"{key} differs"
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), f"{key} differs"
 
 
 def test_stop_and_resume_and_ctrl_c_give_bit_identical_weights(darcy_files, tmp_path):

@@ -52,9 +52,10 @@ import math
 import sys
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -207,8 +208,6 @@ class TrainerConfig:
         jobs with a time limit.
     checkpoint_every : int
         Save the ``last`` checkpoint every k epochs (and always at the end).
-    num_workers : int
-        DataLoader worker processes.
     """
 
     epochs: int = 100
@@ -218,7 +217,6 @@ class TrainerConfig:
     precision: str = "none"
     stop_after: int = 0
     checkpoint_every: int = 1
-    num_workers: int = 0
 
     def validate(self) -> None:
         for name in ("epochs", "batch_size", "accumulate", "checkpoint_every"):
@@ -226,8 +224,9 @@ class TrainerConfig:
                 raise ValueError(f"config [train]: {name} must be >= 1, got {getattr(self, name)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"config [train]: precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
-        if self.grad_clip < 0 or self.stop_after < 0 or self.num_workers < 0:
-            raise ValueError("config [train]: grad_clip, stop_after and num_workers must be >= 0")
+        if self.grad_clip < 0 or self.stop_after < 0:
+            raise ValueError(f"config [train]: grad_clip and stop_after must be >= 0, got {self.grad_clip}, "
+                             f"{self.stop_after}")
 
 
 @dataclass(frozen=True)
@@ -455,7 +454,8 @@ def apply_overrides(raw: dict, overrides: Sequence[str | tuple[str, Any]]) -> di
         for i, part in enumerate(parts[:-1]):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ValueError(f"--set {key}: {'.'.join(parts[: i + 1])!r} is a value, not a table")
+                # a user error at the command line: ValueError so the CLI prints it without a traceback
+                raise ValueError(f"--set {key}: {'.'.join(parts[: i + 1])!r} is a value, not a table")  # noqa: TRY004
             node = child
         node[parts[-1]] = value
     return out
@@ -534,7 +534,7 @@ def config_from_dict(raw: Mapping[str, Any], where: str = "config", base_dir: st
     """Validate ``raw`` into the config dataclass of its ``task`` (default ``"surrogate"``)."""
     task = raw.get("task", "surrogate")
     if not isinstance(task, str):
-        raise ValueError(f"{where}: 'task' must be a string, got {task!r}")
+        raise ValueError(f"{where}: 'task' must be a string, got {task!r}")  # noqa: TRY004 (user input)
     parser = resolve_task(task, 0)
     return parser(raw, where=where, base_dir=base_dir)
 

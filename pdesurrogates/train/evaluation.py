@@ -9,9 +9,10 @@ and H1 errors over a dataset; :func:`plot_samples` draws input / truth / predict
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -39,7 +40,7 @@ class Predictor:
     output_lead: tuple[int, ...] = (1,)
     ndim: int = 2
 
-    def to(self, device: torch.device) -> "Predictor":
+    def to(self, device: torch.device) -> Predictor:
         self.model.to(device)
         self.normalizers = {k: v.to(device) for k, v in self.normalizers.items()}
         return self

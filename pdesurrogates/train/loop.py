@@ -36,13 +36,14 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from pdesurrogates.train.config import TrainConfig, resolve_task, save_config, to_dict
+from pdesurrogates.train.config import TrainConfig, resolve_task, save_config
 from pdesurrogates.train.distributed import (
     DistContext,
     init_distributed,
@@ -398,8 +399,6 @@ def _run(config: TrainConfig, out: Path, resume_dir: Path | None, ctx: DistConte
     if tcfg.batch_size % ctx.world_size:
         raise ValueError(f"config [train]: batch_size {tcfg.batch_size} must be divisible by the number of "
                          f"processes ({ctx.world_size}); it is the global batch")
-    if tcfg.precision != "none" and device.type == "cpu" and tcfg.precision == "fp16":
-        pass  # fp16 autocast works on recent CPUs too, only slowly; allowed for testing
     _prepare_out_dir(out, resume_dir, overwrite, ctx)
     ctx.barrier()
 
@@ -422,6 +421,9 @@ def _run(config: TrainConfig, out: Path, resume_dir: Path | None, ctx: DistConte
                               "resolution": "x".join(map(str, xs.shape[1:])),
                               "periodic": is_periodic(ds.meta)})
     periodic = is_periodic(train_ds.meta)
+    metric_names = ["train_loss"] + [f"{e['name']}_{m}" for e in eval_sets for m in ("l2", "h1")]
+    if cfg.eval.monitor and cfg.eval.monitor not in metric_names:
+        raise ValueError(f"config [eval] monitor {cfg.eval.monitor!r} is not a metric; available: {metric_names}")
 
     # ---- model, normalizers, loss
     model_cfg = _fill_model_shape(cfg.model, in_channels, out_channels, ndim)
@@ -643,9 +645,6 @@ def _run(config: TrainConfig, out: Path, resume_dir: Path | None, ctx: DistConte
                     last_eval[e["name"]] = {**res, "stride": e["stride"], "file": e["file"]}
             metrics_rows.append(row)
             monitored = row.get(best["metric"])
-            if best["metric"] not in row and do_eval and ctx.is_main:
-                raise ValueError(f"config [eval] monitor {best['metric']!r} is not a metric; "
-                                 f"available: {sorted(k for k in row if k not in ('epoch', 'step'))}")
             improved = monitored is not None and (best["value"] is None or monitored < best["value"])
             if improved:
                 best.update(value=float(monitored), epoch=done)
@@ -690,4 +689,4 @@ def _run(config: TrainConfig, out: Path, resume_dir: Path | None, ctx: DistConte
     return summary("finished")
 
 
-__all__ = ["train", "train_surrogate", "TrainingDiverged", "lr_factor", "find_checkpoint", "to_dict"]
+__all__ = ["LossScaler", "TrainingDiverged", "find_checkpoint", "lr_factor", "train", "train_surrogate"]
