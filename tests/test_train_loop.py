@@ -221,3 +221,32 @@ def test_loss_scaler_skips_overflow_and_unscales():
     assert scaler.scale == 8.0
     off = LossScaler(enabled=False)
     assert off.scale_loss(torch.tensor(2.0)) == 2.0 and off.unscale_([p])
+
+
+@pytest.mark.parametrize("in_shape, out_shape", [((1, 16), (1, 16)), ((1, 8, 8), (1, 3, 8, 8))],
+                         ids=["1d", "2d-with-time-axis"])
+def test_other_layouts_train_and_predict(tmp_path, in_shape, out_shape):
+    """1D fields, and outputs with a time axis (flattened into the model's channels and back)."""
+    import numpy as np
+
+    from pdesurrogates.data import DatasetWriter
+    from pdesurrogates.train.evaluation import load_predictor
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((12, *in_shape)).astype(np.float32)
+    reps = out_shape[1] if len(out_shape) > len(in_shape) else 1
+    y = np.stack([np.sin(x) * (k + 1) for k in range(reps)], axis=2) if reps > 1 else np.sin(x)
+    path = tmp_path / "toy.h5"
+    with DatasetWriter.open(path, pde="toy", n_samples=12, input_shape=in_shape, output_shape=out_shape,
+                            params={}, seed=0) as writer:
+        writer.append(x, y.astype(np.float32))
+        writer.finalize()
+    cfg = config_from_dict({"data": {"train": str(path), "test": [str(path)]},
+                            "model": {"name": "fno", "width": 8, "modes": 4, "n_layers": 1},
+                            "train": {"epochs": 2, "batch_size": 4}})
+    summary = train(cfg, tmp_path / "run", device="cpu", progress=False)
+    assert summary["model"]["out_channels"] == reps and summary["model"]["ndim"] == len(in_shape) - 1
+    predictor, _ = load_predictor(tmp_path / "run")
+    out = predictor(torch.from_numpy(x[:2]))
+    assert out.shape == (2, *out_shape)
+    assert summary["final"]["test0_s1"]["l2"] > 0
