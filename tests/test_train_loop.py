@@ -250,3 +250,14 @@ def test_other_layouts_train_and_predict(tmp_path, in_shape, out_shape):
     out = predictor(torch.from_numpy(x[:2]))
     assert out.shape == (2, *out_shape)
     assert summary["final"]["test0_s1"]["l2"] > 0
+
+
+def test_resolutions_instead_of_strides(darcy_files, tmp_path):
+    cfg = make_config(darcy_files, data={"train_resolution": 9, "test_strides": [], "test_resolutions": [9, 17]},
+                      train={"epochs": 1})
+    summary = train(cfg, tmp_path / "run", device="cpu", progress=False)
+    assert [(e["stride"], e["resolution"]) for e in summary["eval_sets"]] == [(2, "9x9"), (1, "17x17")]
+    assert summary["model"]["ndim"] == 2 and "train_stride = 2" in (tmp_path / "run" / "config.toml").read_text()
+    with pytest.raises(ValueError, match="resolution 10 is not a subsampling of the 17-point grid"):
+        train(make_config(darcy_files, data={"train_resolution": 10}), tmp_path / "bad", device="cpu",
+              progress=False)

@@ -93,6 +93,11 @@ class DataConfig:
         Spatial subsampling of the training data (``x[..., ::s, ::s]``).
     test_strides : tuple of int
         Strides at which the test files are evaluated; empty means ``(train_stride,)``.
+    train_resolution : int
+        Alternative to ``train_stride``: points per side of the training grid (0 = unused); it must
+        be a subsampling of the file's grid (421 -> 211, 141, 106, 85, ...).
+    test_resolutions : tuple of int
+        Alternative to ``test_strides``: points per side at which the test files are evaluated.
     normalize_inputs, normalize_outputs : bool
         Fit a per-channel :class:`~pdesurrogates.data.normalize.GaussianNormalizer` on the
         training inputs / outputs; the model sees normalised inputs and its outputs are decoded
@@ -107,6 +112,8 @@ class DataConfig:
     n_test: int = 0
     train_stride: int = 1
     test_strides: tuple[int, ...] = ()
+    train_resolution: int = 0
+    test_resolutions: tuple[int, ...] = ()
     normalize_inputs: bool = True
     normalize_outputs: bool = True
     in_memory: bool = True
@@ -120,6 +127,12 @@ class DataConfig:
         for s in (self.train_stride, *self.test_strides):
             if s < 1:
                 raise ValueError(f"config [data]: strides must be >= 1, got {s}")
+        if self.train_resolution and self.train_stride != 1:
+            raise ValueError("config [data]: give train_stride or train_resolution, not both")
+        if self.test_resolutions and self.test_strides:
+            raise ValueError("config [data]: give test_strides or test_resolutions, not both")
+        if self.train_resolution < 0 or any(r < 1 for r in self.test_resolutions):
+            raise ValueError("config [data]: resolutions must be positive")
 
     @property
     def eval_strides(self) -> tuple[int, ...]:

@@ -135,6 +135,18 @@ def _open(path: str, stride: int, n: int, in_memory: bool, where: str):
     return ds
 
 
+def _stride_for(path: str, resolution: int, where: str) -> int:
+    from pdesurrogates.data import open_dataset
+    from pdesurrogates.train.evaluation import stride_for_resolution
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{where}: data file {path} not found")
+    ds = open_dataset(path)
+    spatial = ds.meta["spatial_shape"]
+    ds.close()
+    return stride_for_resolution(spatial, resolution, where)
+
+
 def _as_tensors(ds) -> tuple[torch.Tensor, torch.Tensor] | None:
     memory = getattr(ds, "_memory", None)
     if memory is not None:
@@ -403,7 +415,12 @@ def _run(config: TrainConfig, out: Path, resume_dir: Path | None, ctx: DistConte
     ctx.barrier()
 
     # ---- data
-    train_ds = _open(cfg.data.train, cfg.data.train_stride, cfg.data.n_train, cfg.data.in_memory,
+    train_stride = cfg.data.train_stride
+    if cfg.data.train_resolution:
+        train_stride = _stride_for(cfg.data.train, cfg.data.train_resolution, "config [data] train_resolution")
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_stride=train_stride,
+                                                                train_resolution=0))
+    train_ds = _open(cfg.data.train, train_stride, cfg.data.n_train, cfg.data.in_memory,
                      "config [data] train")
     x0, y0 = train_ds[0]
     ndim = x0.ndim - 1
@@ -411,7 +428,11 @@ def _run(config: TrainConfig, out: Path, resume_dir: Path | None, ctx: DistConte
     in_channels, out_channels = int(x0.shape[0]), int(math.prod(output_lead))
     eval_sets = []
     for i, path in enumerate(cfg.data.test):
-        for s in cfg.data.eval_strides:
+        strides = cfg.data.eval_strides
+        if cfg.data.test_resolutions:
+            strides = tuple(_stride_for(path, r, f"config [data] test_resolutions for {path}")
+                            for r in cfg.data.test_resolutions)
+        for s in strides:
             ds = _open(path, s, cfg.data.n_test, cfg.data.in_memory, f"config [data] test[{i}]")
             xs, ys = ds[0]
             if xs.shape[0] != in_channels or tuple(ys.shape[: ys.ndim - ndim]) != output_lead:
