@@ -121,8 +121,8 @@ def wrapper_ratio(device, size: int, batch: int, reps: int) -> dict:
     for mode, backward in (("fwd", False), ("fwd+bwd", True)):
         steps = {"ours": make_step(ours, x, backward), "neuralop": make_step(ref, x, backward)}
         times = {"ours": [], "neuralop": []}
-        for k in steps:
-            steps[k]()
+        for step in steps.values():
+            step()
         for i in range(reps):
             order = ("ours", "neuralop") if i % 2 == 0 else ("neuralop", "ours")
             for k in order:
@@ -210,13 +210,13 @@ def main(argv=None) -> int:
     fno_params = count_parameters(model_specs()[0]["FNO"]())
     mg_params = count_parameters(model_specs()[0]["MG-TFNO"]())
     notes = [
-        "FNO wrapper / neuralop FNO, median time with calls alternated (target <= 1.05): "
-        + "; ".join(f"{r['size']}^2 b{r['batch']}: fwd {r['fwd_ratio']:.3f}, fwd+bwd {r['fwd+bwd_ratio']:.3f}"
-                    for r in ratios),
-        f"Parameters: FNO {fno_params}, MG-TFNO {mg_params} (same width 32 and 16 modes): "
-        f"{fno_params / mg_params:.1f}x fewer (target >= 10x).",
-        f"Peak memory: {'CUDA max_memory_allocated' if device.type == 'cuda' else 'rise of peak RSS (VmHWM)'} "
-        f"during one call, MiB.",
+        ("FNO wrapper / neuralop FNO, median time with calls alternated (target <= 1.05): "
+         + "; ".join(f"{r['size']}^2 b{r['batch']}: fwd {r['fwd_ratio']:.3f}, fwd+bwd {r['fwd+bwd_ratio']:.3f}"
+                    for r in ratios)),
+        (f"Parameters: FNO {fno_params}, MG-TFNO {mg_params} (same width 32 and 16 modes): "
+         f"{fno_params / mg_params:.1f}x fewer (target >= 10x)."),
+        (f"Peak memory: {'CUDA max_memory_allocated' if device.type == 'cuda' else 'rise of peak RSS (VmHWM)'} "
+         f"during one call, MiB."),
     ]
     if skipped:
         notes.append(f"Skipped (one fwd+bwd call > {args.max_call_s} s on this device): " + ", ".join(skipped))

@@ -40,7 +40,14 @@ def model_specs():
     """(row name, builder) pairs; builders take no argument and return a fresh model."""
     from neuralop.models import FNO as NeuralopFNO
 
-    from pdesurrogates.models import FNOConfig, MGTFNOConfig, MgNOConfig, TFNOConfig, UNetConfig, build
+    from pdesurrogates.models import (
+        FNOConfig,
+        MgNOConfig,
+        MGTFNOConfig,
+        TFNOConfig,
+        UNetConfig,
+        build,
+    )
 
     return {
         "neuralop FNO (direct)": lambda: NeuralopFNO(n_modes=(16, 16), in_channels=1, out_channels=1,
@@ -126,6 +133,7 @@ def main(argv=None) -> int:
                         help="more seeds for the two FNO rows only (run-to-run noise)")
     parser.add_argument("--models", nargs="*", default=None, help="subset of row names")
     parser.add_argument("--out-dir", type=Path, default=None, help="default benchmarks/results/<device>")
+    parser.add_argument("--name", default=NAME, help="result file stem")
     parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
     args = parser.parse_args(argv)
 
@@ -133,8 +141,8 @@ def main(argv=None) -> int:
     from pdesurrogates.models import config_to_dict
 
     out_dir = args.out_dir or RESULTS / "cpu"
-    if (out_dir / f"{NAME}.json").exists() and not args.overwrite:
-        print(f"{out_dir / (NAME + '.json')} exists; pass --overwrite to replace it", file=sys.stderr)
+    if (out_dir / f"{args.name}.json").exists() and not args.overwrite:
+        print(f"{out_dir / (args.name + '.json')} exists; pass --overwrite to replace it", file=sys.stderr)
         return 2
     x, y = load("darcy_train_16.pt")
     tests = {16: load("darcy_test_16.pt"), 32: load("darcy_test_32.pt")}
@@ -159,9 +167,9 @@ def main(argv=None) -> int:
     def first(model):
         return next((r for r in rows if r["model"] == model), None)
 
-    notes = [f"{args.epochs} epochs, batch 32, AdamW lr {args.lr} (MgNO {args.lr_mgno}), weight decay 1e-4, "
-             f"cosine T_max={t_max}, H1 training loss; 1000 train / 50 test samples; "
-             f"{torch.get_num_threads()} CPU thread(s) on a shared machine (train_s includes contention)."]
+    notes = [(f"{args.epochs} epochs, batch 32, AdamW lr {args.lr} (MgNO {args.lr_mgno}), weight decay 1e-4, "
+              f"cosine T_max={t_max}, H1 training loss; 1000 train / 50 test samples; "
+              f"{torch.get_num_threads()} CPU thread(s) on a shared machine (train_s includes contention).")]
     fno, ref, mgno = first("FNO"), first("neuralop FNO (direct)"), first("MgNO")
     if fno and ref:
         fnos = [r["l2_16"] for r in rows if r["model"] == "FNO"]
@@ -179,7 +187,7 @@ def main(argv=None) -> int:
               "neuralop_fno": dict(n_modes=[16, 16], hidden_channels=32, projection_channel_ratio=2)}
     cols = ["model", "seed", "lr", "params", "train_s", "l2_16", "h1_16", "l2_32", "h1_32", "h1_neuralop_16",
             "h1_neuralop_32"]
-    paths = write_results(NAME, rows, config=config, title="Models on neuraloperator's small Darcy (16x16 -> 32x32)",
+    paths = write_results(args.name, rows, config=config, title="Models on neuraloperator's small Darcy (16x16 -> 32x32)",
                           notes="\n\n".join(notes), columns=cols, out_dir=out_dir)
     plot(rows, paths["json"].with_suffix(".png"))
     print("\n".join(notes))

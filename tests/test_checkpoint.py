@@ -9,8 +9,8 @@ import torch
 
 from pdesurrogates.models import (
     FNOConfig,
-    MGTFNOConfig,
     MgNOConfig,
+    MGTFNOConfig,
     Surrogate,
     TFNOConfig,
     UNetConfig,

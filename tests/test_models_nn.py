@@ -51,7 +51,7 @@ def test_gradcheck_restriction_and_prolongation(ndim, size):
     uc = uc.detach().requires_grad_()
     for mode in ("zeros", "circular"):
         prolong = _f64(Prolongation(3, ndim, padding_mode=mode))
-        assert gradcheck(lambda v: prolong(v, (size,) * ndim), (uc,))
+        assert gradcheck(lambda v, p=prolong: p(v, (size,) * ndim), (uc,))
     assert prolong(uc, (size,) * ndim).shape == u.shape
 
 

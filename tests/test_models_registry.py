@@ -12,8 +12,8 @@ from torch import nn
 from pdesurrogates.models import (
     MODELS,
     FNOConfig,
-    MGTFNOConfig,
     MgNOConfig,
+    MGTFNOConfig,
     TFNOConfig,
     UNetConfig,
     build,

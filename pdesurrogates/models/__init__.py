@@ -9,16 +9,32 @@ Every model is built from a frozen config dataclass by :func:`build` and maps
 Checkpoints: :func:`save_checkpoint`, :func:`load_checkpoint`, :class:`Surrogate`.
 """
 
+from .checkpoint import Checkpoint, Surrogate, load_checkpoint, save_checkpoint
 from .fno import FNO, TFNO, FNOConfig, TFNOConfig
 from .mg_tfno import MGTFNO, MGTFNOConfig
 from .mgno import MgNO, MgNOConfig, levels_for_grid
 from .registry import MODELS, build, config_from_dict, config_to_dict, count_parameters
 from .unet import UNet, UNetConfig
-from .checkpoint import Checkpoint, Surrogate, load_checkpoint, save_checkpoint  # noqa: E402
 
 __all__ = [
-    "FNO", "TFNO", "MgNO", "MGTFNO", "UNet",
-    "FNOConfig", "TFNOConfig", "MgNOConfig", "MGTFNOConfig", "UNetConfig",
-    "MODELS", "build", "config_from_dict", "config_to_dict", "count_parameters", "levels_for_grid",
-    "Checkpoint", "Surrogate", "load_checkpoint", "save_checkpoint",
+    "FNO",
+    "MGTFNO",
+    "MODELS",
+    "TFNO",
+    "Checkpoint",
+    "FNOConfig",
+    "MGTFNOConfig",
+    "MgNO",
+    "MgNOConfig",
+    "Surrogate",
+    "TFNOConfig",
+    "UNet",
+    "UNetConfig",
+    "build",
+    "config_from_dict",
+    "config_to_dict",
+    "count_parameters",
+    "levels_for_grid",
+    "load_checkpoint",
+    "save_checkpoint",
 ]

@@ -32,9 +32,10 @@ import pickle
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -283,12 +284,12 @@ class Surrogate:
         self.extra = dict(extra or {})
 
     @classmethod
-    def load(cls, path: str | os.PathLike, map_location: Any = "cpu") -> "Surrogate":
+    def load(cls, path: str | os.PathLike, map_location: Any = "cpu") -> Surrogate:
         """Load a checkpoint directory (see :func:`load_checkpoint`)."""
         ckpt = load_checkpoint(path, map_location=map_location)
         return cls(ckpt.model, ckpt.config, ckpt.normalizers, ckpt.extra)
 
-    def to(self, device: str | torch.device) -> "Surrogate":
+    def to(self, device: str | torch.device) -> Surrogate:
         """Move the model (and tensor-holding normalizers that support ``.to``) to ``device``."""
         self.model.to(device)
         for role, normalizer in self.normalizers.items():

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch  # noqa: F401  (used by the doctest of build)
 from torch import nn

@@ -15,7 +15,7 @@ points to ``ceil(n / 2)``, and the prolongation output (``2 ceil(n / 2)`` points
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

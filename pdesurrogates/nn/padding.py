@@ -8,7 +8,7 @@ cropped back to the original grid.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -87,7 +87,7 @@ class DomainPadding(nn.Module):
 
     def amounts(self, spatial: Sequence[int]) -> list[tuple[int, int]]:
         """(before, after) padding per spatial axis."""
-        pads = [int(round(self.fraction * n)) for n in spatial]
+        pads = [round(self.fraction * n) for n in spatial]
         return [(p, p) if self.mode == "symmetric" else (0, p) for p in pads]
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ the two in 2D). Ours works in 1D, 2D and 3D and keeps no state between ``patch``
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -54,7 +54,7 @@ class MultigridPatching:
 
     def padding(self, spatial: Sequence[int]) -> tuple[int, ...]:
         """Window extension per axis for an input of spatial shape ``spatial``."""
-        return tuple(int(round(self.padding_fraction * n)) for n in spatial)
+        return tuple(round(self.padding_fraction * n) for n in spatial)
 
     def check_shape(self, spatial: Sequence[int]) -> None:
         """Raise unless every spatial length is divisible by ``2**levels`` and at least ``4**levels``."""
@@ -70,7 +70,7 @@ class MultigridPatching:
     @staticmethod
     def _windows(x: torch.Tensor, starts: Sequence[torch.Tensor], width: Sequence[int]) -> torch.Tensor:
         """Periodic windows: ``(B, C, *m) -> (B * prod(n_k), C, *width)`` with starts ``(n_k,)`` per axis."""
-        batch, channels = x.shape[:2]
+        channels = x.shape[1]
         ndim = x.ndim - 2
         for k in range(ndim):
             m = x.shape[2 + 2 * k]
