@@ -20,7 +20,7 @@ _SIZE_FIELDS = ("width", "hidden_channels", "base_channels", "channels")
 
 
 def _config(family: str, width: int, modes: int):
-    import pdesurrogates.models as models
+    from pdesurrogates import models
 
     cls = getattr(models, _CONFIGS[family], None)
     if cls is None:

@@ -33,7 +33,7 @@ class SweepData:
     tests: dict[str, tuple[torch.Tensor, torch.Tensor]]
     source: str
 
-    def subset(self, n_train: int) -> "SweepData":
+    def subset(self, n_train: int) -> SweepData:
         """The first ``n_train`` training samples (same tests)."""
         if n_train > self.train[0].shape[0]:
             raise ValueError(f"asked for {n_train} training samples, only {self.train[0].shape[0]} loaded")
@@ -96,7 +96,9 @@ def generate_darcy(
         x, y = x.unsqueeze(1), y.unsqueeze(1)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"x": x, "y": y}, path)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"x": x, "y": y}, tmp)
+        tmp.replace(path)  # atomic: a concurrent reader never sees half a file
     return x, y
 
 

@@ -16,8 +16,9 @@ Examples
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -73,7 +74,7 @@ class PowerLawFit:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PowerLawFit":
+    def from_dict(cls, d: dict[str, Any]) -> PowerLawFit:
         """Inverse of :meth:`to_dict`."""
         d = dict(d)
         d["b_ci"] = tuple(float(v) for v in d["b_ci"])

@@ -18,11 +18,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from pdesurrogates.bench import schema
-from pdesurrogates.bench.report import RESULTS, _json_default, device_name, markdown_table, write_results
+from pdesurrogates.bench.report import (
+    RESULTS,
+    _json_default,
+    device_name,
+    markdown_table,
+    write_results,
+)
 
 
 def point_key(point: dict[str, Any]) -> str:
@@ -116,9 +123,9 @@ def render_markdown(payload: dict[str, Any], plots: Sequence[str] = ()) -> str:
     cfg = payload["config"]
     out = [
         f"# {payload.get('title') or payload['name']}\n",
-        f"suite `{payload['suite']}`, size `{payload['size']}`; device `{env['device']}` "
+        (f"suite `{payload['suite']}`, size `{payload['size']}`; device `{env['device']}` "
         f"({env.get('device_detail', '')}), torch {env['torch']}, threads {env.get('threads', '?')}, "
-        f"git `{env['git_sha']}`, {env['date']}\n",
+        f"git `{env['git_sha']}`, {env['date']}\n"),
         "<details><summary>config</summary>\n\n```json\n"
         + json.dumps(cfg, indent=1, default=_json_default) + "\n```\n</details>\n",
     ]
@@ -218,11 +225,13 @@ def run_suite(
     return result
 
 
-def rebuild_reports(root: Path | str | None = None) -> list[Path]:
+def rebuild_reports(root: Path | str | None = None, *, refit: bool = False) -> list[Path]:
     """Re-render Markdown and plots of every suite result JSON under ``root`` (recursively).
 
     Files without a ``suite`` key (other benchmarks' results) and ``*.partial.json`` are left
     alone. Each file is validated first; an invalid one raises ``ValueError`` naming it.
+    With ``refit=True`` the suite's analysis (fits, tables, notes) is recomputed from the stored
+    rows and config and written back into the JSON; rows and provenance are never changed.
     """
     root = Path(root) if root is not None else RESULTS
     if not root.exists():
@@ -237,5 +246,13 @@ def rebuild_reports(root: Path | str | None = None) -> list[Path]:
             raise ValueError(f"{path}: not valid JSON ({exc})") from exc
         if not isinstance(payload, dict) or "suite" not in payload:
             continue
+        if refit:
+            from pdesurrogates.bench.suites import get_suite
+
+            schema.validate(payload, str(path))
+            analysis = get_suite(payload["suite"]).analyze(payload["rows"], payload["config"])
+            for key in ("fits", "tables", "notes", "columns"):
+                payload[key] = analysis.get(key, payload.get(key))
+            path.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
         written.extend(finish(payload, path.parent, path.stem).values())
     return written

@@ -60,7 +60,7 @@ def validate(payload: Any, where: str = "result") -> None:
     """
     problems: list[str] = []
     if not isinstance(payload, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(payload).__name__}")
+        raise ValueError(f"{where}: expected a JSON object, got {type(payload).__name__}")  # noqa: TRY004
     for key, t in TOP_KEYS.items():
         if key not in payload:
             problems.append(f"missing key {key!r}")

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -91,7 +92,7 @@ class Scaler:
     std: float
 
     @classmethod
-    def fit(cls, v: Tensor) -> "Scaler":
+    def fit(cls, v: Tensor) -> Scaler:
         return cls(float(v.float().mean()), float(v.float().std().clamp_min(1e-12)))
 
     def encode(self, v: Tensor) -> Tensor:
@@ -188,7 +189,7 @@ def fit_surrogate(
 
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     history: list[dict[str, Any]] = []
-    wanted = set(int(e) for e in eval_epochs)
+    wanted = {int(e) for e in eval_epochs}
     seconds = 0.0
     last = math.nan
     model.train()

@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=None, help="results root (default benchmarks/results)")
     parser.add_argument("--restart", action="store_true", help="ignore an interrupted run's finished points")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--refit", action="store_true",
+                        help="for `report`: recompute fits and tables from the stored rows first")
     parser.set_defaults(func=run)
 
 
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from pdesurrogates.bench.suites import SUITES
 
     if args.suite == "report":
-        for path in rebuild_reports(args.dir):
+        for path in rebuild_reports(args.dir, refit=args.refit):
             print(path)
         return 0
     if args.dir is not None:

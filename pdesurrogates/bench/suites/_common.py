@@ -55,3 +55,25 @@ def data_note(config: dict[str, Any]) -> str:
     return (f"Data: {src}, {d['n_train']} train / {d['n_test']} test samples. Every model: Adam, "
             f"lr {b['lr']} cosine to 0, weight decay {b['weight_decay']}, batch {b['batch_size']}, "
             f"relative-L2 loss, same seeds. Error = mean relative L2 on the test set.\n")
+
+
+def fit_regime_note(rows: list[dict[str, Any]]) -> str:
+    """Per family, the ratio of test error to final training loss, and what it says about the sweep.
+
+    A ratio near 1 means the models are limited by the optimisation budget (under-fitted), so an
+    exponent measures how fast larger models/datasets learn under that budget; a ratio well above
+    1 means they fit the training set and the test error is limited by capacity or data.
+    """
+    lines = []
+    for fam in dict.fromkeys(r["family"] for r in rows):
+        ratios = [r["test_rel_l2"] / r["final_train_loss"] for r in rows
+                  if r["family"] == fam and r.get("test_rel_l2") and r.get("final_train_loss")
+                  and math.isfinite(r["final_train_loss"]) and r["final_train_loss"] > 0]
+        if not ratios:
+            continue
+        lo, hi = min(ratios), max(ratios)
+        regime = "budget-limited (under-fitted)" if hi < 1.3 else "fits its training set at the low end"
+        lines.append(f"- `{fam}`: test error / final train loss from {lo:.2f} to {hi:.2f}: {regime}")
+    if not lines:
+        return ""
+    return "\nFit regime (test error over final training loss per run):\n" + "\n".join(lines) + "\n"

@@ -16,12 +16,12 @@ SIZES = {
     "smoke": {"n_bootstrap": 20,
         "data": {"source": "neuralop", "n_train": 32, "n_test": 16},
         "families": ["fno", "mgno"], "width": 4, "n_train": [16, 32], "seeds": [0], "modes": 4,
-        "steps": 2, "budget": {"epochs": 1, "batch_size": 8, "lr": 3e-3, "weight_decay": 1e-4},
+        "steps": 4, "budget": {"epochs": 1, "batch_size": 8, "lr": 3e-3, "weight_decay": 1e-4},
     },
     "small": {
-        "data": {"source": "generated", "resolution": 32, "n_train": 384, "n_test": 48, "seed": 0},
-        "families": ["fno", "mgno"], "width": 6, "n_train": [24, 48, 96, 192, 384], "seeds": [0, 1],
-        "modes": 8, "steps": 120, "budget": {"epochs": 1, "batch_size": 8, "lr": 3e-3, "weight_decay": 1e-4},
+        "data": {"source": "neuralop", "n_train": 512, "n_test": 50},
+        "families": ["fno", "mgno"], "width": 8, "n_train": [32, 64, 128, 256, 512], "seeds": [0],
+        "modes": 8, "steps": 600, "budget": {"epochs": 1, "batch_size": 8, "lr": 3e-3, "weight_decay": 1e-4},
     },
     "full": {
         "data": {"source": "generated", "resolution": 64, "n_train": 4096, "n_test": 200, "seed": 0},
@@ -66,6 +66,7 @@ def analyze(rows: list[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any
         "steps (epochs = steps / batches per epoch), so small sets are not under-trained.\n"
         "Fits: `err = a·N^-b` (solid) and `+ c` (dashed), robust log-space least squares, 95% bootstrap CIs.\n"
     )
+    notes += _common.fit_regime_note(rows)
     return {"fits": fits, "tables": {"exponents (error vs training samples)": _fits.exponent_table(fits, variable="n_train")},
             "notes": notes, "columns": COLUMNS}
 

@@ -66,6 +66,7 @@ def analyze(rows: list[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any
         + "\nFits: `err = a·P^-b` (solid) and `err = a·P^-b + c` (dashed), robust least squares in log "
         "space (soft-L1), 95% bootstrap CIs over (width, seed) points.\n"
     )
+    notes += _common.fit_regime_note(rows)
     return {"fits": fits, "tables": {"exponents (error vs parameters)": _fits.exponent_table(fits, variable="params")},
             "notes": notes, "columns": COLUMNS}
 
