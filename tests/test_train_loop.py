@@ -261,3 +261,15 @@ def test_resolutions_instead_of_strides(darcy_files, tmp_path):
     with pytest.raises(ValueError, match="resolution 10 is not a subsampling of the 17-point grid"):
         train(make_config(darcy_files, data={"train_resolution": 10}), tmp_path / "bad", device="cpu",
               progress=False)
+
+
+def test_periodicity_and_resolution_helpers():
+    from pdesurrogates.train.evaluation import is_periodic, stride_for_resolution
+
+    assert is_periodic({"pde": "burgers"}) and is_periodic({"pde": "navier-stokes"})
+    assert not is_periodic({"pde": "darcy", "grid": {}})
+    assert is_periodic({"pde": "toy", "grid": {"boundary": "periodic"}})
+    assert [stride_for_resolution((421, 421), r) for r in (421, 211, 141, 106, 85, 61)] == [1, 2, 3, 4, 5, 7]
+    assert stride_for_resolution((64, 64), 32) == 2 and stride_for_resolution((8192,), 1024) == 8
+    with pytest.raises(ValueError, match="available: \\[17, 9, 5, 3"):
+        stride_for_resolution((17, 17), 12)

@@ -147,8 +147,18 @@ class autocast:
         return False
 
 
+PERIODIC_PDES = ("burgers", "navier-stokes")
+"""Problems of :mod:`pdesurrogates.physics.problems` posed on periodic domains."""
+
+
 def is_periodic(meta: Mapping[str, Any]) -> bool:
-    """Whether a dataset's grid is periodic, from the metadata a reader returns (default False)."""
+    """Whether a dataset's grid is periodic, from the metadata a reader returns (default False).
+
+    Looks for a ``boundary`` entry of the grid or provenance, then at the PDE name
+    (:data:`PERIODIC_PDES`).
+    """
+    if meta.get("pde") in PERIODIC_PDES:
+        return True
     for source in (meta.get("grid") or {}, meta.get("provenance") or {}):
         boundary = source.get("boundary") if isinstance(source, Mapping) else None
         if isinstance(boundary, str):
