@@ -88,6 +88,8 @@ class LossConfig:
         if self.physics is None and self.physics_params:
             raise ValueError("LossConfig: physics_params given without a physics loss")
         object.__setattr__(self, "physics_params", dict(self.physics_params))
+        if self.physics is not None:
+            get_physics_loss(self.physics, **self.physics_params)  # unknown parameters fail here, early
 
     def to_dict(self) -> dict:
         return asdict(self)
