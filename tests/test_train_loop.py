@@ -170,7 +170,7 @@ def test_existing_run_is_not_overwritten(darcy_files, tmp_path):
 
 
 def test_bad_data_and_model_settings_are_named(darcy_files, tmp_path):
-    with pytest.raises(ValueError, match="asks for 1000 samples but .*holds 64"):
+    with pytest.raises(ValueError, match="asks for samples 0..999 but .*holds 64"):
         train(make_config(darcy_files, data={"n_train": 1000}), tmp_path / "a", device="cpu", progress=False)
     with pytest.raises(ValueError, match="in_channels = 3 but the training data has 1"):
         train(make_config(darcy_files, model={"in_channels": 3}), tmp_path / "b", device="cpu", progress=False)
@@ -273,3 +273,15 @@ def test_periodicity_and_resolution_helpers():
     assert stride_for_resolution((64, 64), 32) == 2 and stride_for_resolution((8192,), 1024) == 8
     with pytest.raises(ValueError, match="available: \\[17, 9, 5, 3"):
         stride_for_resolution((17, 17), 12)
+
+
+def test_one_file_split_into_train_and_test(darcy_files, tmp_path):
+    same = {"test": [str(darcy_files["train"])], "n_train": 32, "test_strides": [1]}
+    with pytest.raises(ValueError, match="must start after the 32 training samples"):
+        train(make_config(darcy_files, data=same), tmp_path / "a", device="cpu", progress=False)
+    cfg = make_config(darcy_files, data={**same, "test_start": 48, "n_test": 16}, train={"epochs": 1})
+    summary = train(cfg, tmp_path / "b", device="cpu", progress=False)
+    assert summary["final"]["test0_s1"]["n"] == 16
+    with pytest.raises(ValueError, match="asks for samples 60..75 but .* holds 64"):
+        train(make_config(darcy_files, data={**same, "test_start": 60, "n_test": 16}), tmp_path / "c",
+              device="cpu", progress=False)

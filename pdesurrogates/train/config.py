@@ -88,7 +88,11 @@ class DataConfig:
     test : tuple of str
         Test files; each is evaluated at every stride of ``test_strides``.
     n_train, n_test : int
-        Use the first ``n`` samples of each file; 0 uses all of them.
+        Use the first ``n`` samples of the training file and ``n_test`` samples of each test file
+        from ``test_start`` on; 0 uses all of them.
+    test_start : int
+        First test sample. One file can serve both (e.g. a preset's single file): the test
+        samples must then come after the training ones (``test_start >= n_train``).
     train_stride : int
         Spatial subsampling of the training data (``x[..., ::s, ::s]``).
     test_strides : tuple of int
@@ -110,6 +114,7 @@ class DataConfig:
     test: tuple[str, ...] = ()
     n_train: int = 0
     n_test: int = 0
+    test_start: int = 0
     train_stride: int = 1
     test_strides: tuple[int, ...] = ()
     train_resolution: int = 0
@@ -121,7 +126,7 @@ class DataConfig:
     def validate(self) -> None:
         if not self.train:
             raise ValueError("config [data]: 'train' (path of the training file) is required")
-        for name in ("n_train", "n_test"):
+        for name in ("n_train", "n_test", "test_start"):
             if getattr(self, name) < 0:
                 raise ValueError(f"config [data]: {name} must be >= 0 (0 = all), got {getattr(self, name)}")
         for s in (self.train_stride, *self.test_strides):

@@ -115,7 +115,8 @@ def _learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> floa
     return lr * factor
 
 
-def _open(path: str, stride: int, n: int, in_memory: bool, where: str):
+def _open(path: str, stride: int, n: int, in_memory: bool, where: str, start: int = 0):
+    """Samples ``[start, start + n)`` of ``path`` (all from ``start`` when ``n`` is 0)."""
     from pdesurrogates.data import open_dataset
 
     try:
@@ -124,11 +125,12 @@ def _open(path: str, stride: int, n: int, in_memory: bool, where: str):
         raise FileNotFoundError(f"{where}: data file {path} not found (generate it first, e.g. "
                                 f"`pdesurrogates generate ...`; relative paths are taken from the "
                                 f"current directory)") from None
-    if n:
-        if n > len(ds):
-            raise ValueError(f"{where}: asks for {n} samples but {path} holds {len(ds)}")
+    if n or start:
+        stop = start + n if n else len(ds)
+        if stop > len(ds) or start >= len(ds):
+            raise ValueError(f"{where}: asks for samples {start}..{stop - 1} but {path} holds {len(ds)}")
         ds.close()
-        ds = open_dataset(path, stride=stride, indices=range(n), in_memory=in_memory)
+        ds = open_dataset(path, stride=stride, indices=range(start, stop), in_memory=in_memory)
     elif in_memory:
         ds.close()
         ds = open_dataset(path, stride=stride, in_memory=True)
@@ -428,12 +430,17 @@ def _run(config: TrainConfig, out: Path, resume_dir: Path | None, ctx: DistConte
     in_channels, out_channels = int(x0.shape[0]), int(math.prod(output_lead))
     eval_sets = []
     for i, path in enumerate(cfg.data.test):
+        if Path(path).resolve() == Path(cfg.data.train).resolve() and cfg.data.test_start < len(train_ds):
+            raise ValueError(f"config [data] test[{i}] is the training file {path}: its test samples must "
+                             f"start after the {len(train_ds)} training samples (set test_start >= "
+                             f"{len(train_ds)} and n_train)")
         strides = cfg.data.eval_strides
         if cfg.data.test_resolutions:
             strides = tuple(_stride_for(path, r, f"config [data] test_resolutions for {path}")
                             for r in cfg.data.test_resolutions)
         for s in strides:
-            ds = _open(path, s, cfg.data.n_test, cfg.data.in_memory, f"config [data] test[{i}]")
+            ds = _open(path, s, cfg.data.n_test, cfg.data.in_memory, f"config [data] test[{i}]",
+                       start=cfg.data.test_start)
             xs, ys = ds[0]
             if xs.shape[0] != in_channels or tuple(ys.shape[: ys.ndim - ndim]) != output_lead:
                 raise ValueError(f"config [data] test[{i}] {path}: samples x {tuple(xs.shape)}, y {tuple(ys.shape)} "
