@@ -220,3 +220,19 @@ def test_pdebench_cfd_fields(tmp_path: Path) -> None:
     np.testing.assert_array_equal(y.numpy(), stacked[1, :, 2:])
     np.testing.assert_array_equal(x.numpy()[:3], stacked[1, :, 0])  # step 0: density, pressure, Vx
     np.testing.assert_array_equal(x.numpy()[3:], stacked[1, :, 1])
+
+
+@pytest.mark.parametrize("workers, in_memory", [(0, False), (2, False), (0, True)])
+def test_make_loader_equals_dataloader(tmp_path: Path, workers: int, in_memory: bool) -> None:
+    from pdesurrogates.data import make_loader
+
+    path = tmp_path / "d.h5"
+    _ours(path, n=23, time=2)
+    ds = open_dataset(path, stride=2, in_memory=in_memory)
+    fast = make_loader(ds, 5, shuffle=True, num_workers=workers, generator=torch.Generator().manual_seed(4))
+    plain = DataLoader(ds, 5, shuffle=True, generator=torch.Generator().manual_seed(4))
+    pairs = list(zip(fast, plain))
+    assert len(pairs) == 5
+    for (fx, fy), (px, py) in pairs:
+        assert fx.shape == px.shape and fy.shape == (px.shape[0], 1, 2, 5, 5)
+        assert torch.equal(fx, px) and torch.equal(fy, py)

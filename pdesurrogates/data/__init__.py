@@ -16,6 +16,7 @@ from pdesurrogates.data.readers import (
     FieldDataset,
     detect_format,
     inspect_file,
+    make_loader,
     open_dataset,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "GaussianNormalizer",
     "detect_format",
     "inspect_file",
+    "make_loader",
     "open_dataset",
     "write_dataset",
 ]

@@ -41,7 +41,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+)
 
 from pdesurrogates.data.hdf5 import SCHEMA_VERSION, DataFormatError, _open_h5
 
@@ -672,6 +679,69 @@ class FieldDataset(Dataset):
         m = self.meta
         return (f"FieldDataset({m['path']!r}, format={m['format']!r}, n={m['n_samples']}, "
                 f"x={m['input_shape']}, y={m['output_shape']}, stride={m['stride']})")
+
+
+class _Batches(Dataset):
+    """View of a :class:`FieldDataset` whose items are whole batches, indexed by position lists."""
+
+    def __init__(self, dataset: FieldDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, positions: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        ds = self.dataset
+        if ds._memory is not None:
+            pos = torch.as_tensor(list(positions), dtype=torch.long)
+            return ds._memory[0][pos], ds._memory[1][pos]
+        x, y = ds._read_numpy(np.asarray(positions, dtype=np.int64))
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        if torch.utils.data.get_worker_info() is not None:
+            tx.share_memory_()  # sent to the main process through shared memory
+            ty.share_memory_()
+        return tx, ty
+
+
+def make_loader(
+    dataset: FieldDataset,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    num_workers: int = 0,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+    **loader_options: Any,
+) -> DataLoader:
+    """A ``DataLoader`` that reads each batch with one call and skips per-sample collation.
+
+    Yields ``(x: (B, C_in, *spatial), y: (B, C_out, [T,] *spatial))`` like
+    ``DataLoader(dataset, batch_size, shuffle=...)`` does, in the same order for the same
+    ``generator``, but each worker builds whole batches (consecutive samples in one HDF5 read)
+    instead of ``batch_size`` items that are then stacked. See
+    ``benchmarks/results/cpu/data_loading.md`` for what this gains.
+
+    Parameters
+    ----------
+    dataset : FieldDataset
+        From :func:`open_dataset`.
+    batch_size : int
+    shuffle : bool
+        Random order each epoch, drawn from ``generator``.
+    num_workers : int
+        Worker processes (each opens the file itself).
+    generator : torch.Generator, optional
+        Seeded generator for the shuffle.
+    drop_last : bool
+    **loader_options
+        Passed to ``DataLoader`` (``persistent_workers``, ``pin_memory``, ...).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    return DataLoader(_Batches(dataset), batch_size=None,
+                      sampler=BatchSampler(sampler, batch_size, drop_last),
+                      num_workers=num_workers, generator=generator, **loader_options)
 
 
 def open_dataset(
