@@ -23,6 +23,7 @@ import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from itertools import pairwise
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -508,7 +509,7 @@ def _shard_ranges(shard_dir: Path, start: int, stop: int, workers: int) -> list[
                 )
             return found
     bounds = np.linspace(start, stop, workers + 1).round().astype(int)
-    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    return [(int(a), int(b)) for a, b in pairwise(bounds) if b > a]
 
 
 def _write_shard(shard_path: str, generate_fn: GenerateFn, start: int, stop: int, batch_size: int,

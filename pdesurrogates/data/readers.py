@@ -98,7 +98,7 @@ def detect_format(path: str | os.PathLike) -> str:
 def _sample_groups(f: Any) -> list[str]:
     import h5py
 
-    return sorted(k for k in f.keys() if k.isdigit() and isinstance(f[k], h5py.Group) and "data" in f[k])
+    return sorted(k for k in f if k.isdigit() and isinstance(f[k], h5py.Group) and "data" in f[k])
 
 
 def _shape_str(shape: Sequence[int]) -> str:
@@ -417,7 +417,7 @@ class _MatV73Source(_H5Source):
     def __init__(self, path: Path, input_key: str | None = None, output_key: str | None = None) -> None:
         super().__init__(path)
         f = self.file
-        keys = [k for k in f.keys() if not k.startswith("#")]
+        keys = [k for k in f if not k.startswith("#")]
         self.input_key, self.output_key = _mat_keys(path, keys, input_key, output_key)
         xs = tuple(reversed(f[self.input_key].shape))
         ys = tuple(reversed(f[self.output_key].shape))
