@@ -153,3 +153,11 @@ def test_quickstart_tiny_runs_and_refuses_to_redo(tmp_path, capsys):
     assert "already holds a finished quickstart" in capsys.readouterr().err
     assert main(args + ["--overwrite"]) == 0
     assert created() == stamps  # the data were reused, not regenerated
+
+
+def test_quickstart_thread_choice():
+    from pdesurrogates.commands.quickstart import choose_threads
+
+    assert choose_threads(3, cores=2, load=10.0) == 3
+    assert choose_threads(0, cores=2, load=0.3) == 2
+    assert choose_threads(0, cores=2, load=2.5) == 1
