@@ -80,7 +80,7 @@ def _matrix(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def analyze(rows: list[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
     notes = (
-        _common.data_note({**config, "data": {**config["data"], "resolution": "each training"}})
+        _common.data_note({**config, "data": {**config["data"], "resolution": "/".join(map(str, config["train_resolutions"]))}})
         + "\nDiagonal entries (test resolution = training resolution) are in-distribution; the others "
         "are zero-shot transfer of the same weights to another grid.\n"
     )
