@@ -241,7 +241,7 @@ def test_other_layouts_train_and_predict(tmp_path, in_shape, out_shape):
                             params={}, seed=0) as writer:
         writer.append(x, y.astype(np.float32))
         writer.finalize()
-    cfg = config_from_dict({"data": {"train": str(path), "test": [str(path)]},
+    cfg = config_from_dict({"data": {"train": str(path), "test": [str(path)], "n_train": 8, "test_start": 8},
                             "model": {"name": "fno", "width": 8, "modes": 4, "n_layers": 1},
                             "train": {"epochs": 2, "batch_size": 4}})
     summary = train(cfg, tmp_path / "run", device="cpu", progress=False)
