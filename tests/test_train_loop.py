@@ -97,6 +97,9 @@ def test_stop_and_resume_and_ctrl_c_give_bit_identical_weights(darcy_files, tmp_
     state = torch.load(tmp_path / "ctrlc" / "checkpoints" / "last" / STATE_FILE, weights_only=True)
     assert (state["epoch"], state["step"], state["batch"]) == (1, 6, 4)
     assert json.loads((tmp_path / "ctrlc" / "summary.json").read_text())["status"] == "interrupted"
+    with pytest.raises(ValueError, match="stopped mid-epoch with 8 batches per epoch, this config gives 4"):
+        train(make_config(darcy_files, train={"batch_size": 8}), None, resume=tmp_path / "ctrlc", device="cpu",
+              progress=False)
     train(cfg, tmp_path / "ctrlc", resume=tmp_path / "ctrlc", device="cpu", progress=False)
     assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "ctrlc"))
     assert [r["train_loss"] for r in read_metrics(tmp_path / "ctrlc")] == [r["train_loss"] for r in rows_full]

@@ -518,6 +518,9 @@ def _run(config: TrainConfig, out: Path, resume_dir: Path | None, ctx: DistConte
         if state.get("world_size") != ctx.world_size and state.get("batch", 0):
             raise ValueError(f"--resume {resume_dir}: stopped mid-epoch with {state.get('world_size')} processes; "
                              f"resume it with the same number ({ctx.world_size} now)")
+        if state.get("batch", 0) and state.get("n_batches", n_batches) != n_batches:
+            raise ValueError(f"--resume {resume_dir}: stopped mid-epoch with {state['n_batches']} batches per epoch, "
+                             f"this config gives {n_batches} (data.n_train or train.batch_size changed)")
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"], device)
@@ -547,6 +550,7 @@ def _run(config: TrainConfig, out: Path, resume_dir: Path | None, ctx: DistConte
             "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": position["rng"],
             "epoch": position["epoch"], "batch": position["batch"], "step": position["step"],
             "epoch_sums": dict(position["epoch_sums"]), "world_size": ctx.world_size,
+            "n_batches": n_batches,
             "best_metric": best["metric"], "best_value": best["value"], "best_epoch": best["epoch"],
             "elapsed": elapsed_before + time.perf_counter() - t_start,
         }
