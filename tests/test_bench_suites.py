@@ -111,7 +111,7 @@ def test_speed_smoke_via_cli_with_resume_and_report(out: Path) -> None:
     point = {"family": "fno", "resolution": 16, "batch_size": 1}
     folder = out / "cpu" / "speed"
     folder.mkdir(parents=True, exist_ok=True)
-    marked = {**point, "params": 1, "latency_s": 123.0, "latency_min_s": 123.0, "samples_per_s": 1 / 123,
+    marked = {**point, "params": 1, "latency_s": 123.0, "latency_median_s": 123.0, "samples_per_s": 1 / 123,
               "peak_memory_mb": 1.0, "key": point_key(point)}
     (folder / "smoke.partial.json").write_text(json.dumps({"config": config, "rows": [marked]}))
 

@@ -134,7 +134,7 @@ def plot(payload: dict[str, Any], folder: Path, stem: str) -> list[Path]:
     front = payload["tables"].get("compute-optimal frontier", [])
     if front:
         plots.loglog_axes(ax, front, x="compute", y="test_rel_l2", group="family",
-                          fits={"frontier": payload["fits"].get("frontier", {}).get("frontier", {})})
+                          fits={"frontier": payload["fits"].get("frontier", {})})
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training FLOPs")
