@@ -288,3 +288,24 @@ def test_one_file_split_into_train_and_test(darcy_files, tmp_path):
     with pytest.raises(ValueError, match="asks for samples 60..75 but .* holds 64"):
         train(make_config(darcy_files, data={**same, "test_start": 60, "n_test": 16}), tmp_path / "c",
               device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("model", [
+    {"name": "tfno", "width": 8, "modes": 4, "n_layers": 2},
+    {"name": "mgno", "width": 8, "n_layers": 2, "levels": 3},
+    {"name": "mg-tfno", "width": 8, "modes": 4, "n_layers": 2, "levels": 1},
+    {"name": "unet", "width": 8, "depth": 2},
+], ids=lambda m: m["name"])
+def test_every_model_trains_resumes_and_reloads(darcy_files, tmp_path, model):
+    from pdesurrogates.models import Surrogate
+
+    base = make_config(darcy_files, data={"n_train": 16, "test_strides": [1]}, train={"epochs": 2, "accumulate": 1})
+    cfg = dataclasses.replace(base, model=config_from_dict({"data": {"train": "x"}, "model": model}).model)
+    full = train(cfg, tmp_path / "full", device="cpu", progress=False)
+    stopped = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, stop_after=1))
+    train(stopped, tmp_path / "split", device="cpu", progress=False)
+    train(cfg, None, resume=tmp_path / "split", device="cpu", progress=False)
+    assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "split"))
+    x = torch.randn(2, 1, 17, 17).abs() + 3.0
+    assert Surrogate.load(tmp_path / "full" / "checkpoints" / "last")(x).shape == (2, 1, 17, 17)
+    assert full["final"]["test0_s1"]["l2"] > 0
