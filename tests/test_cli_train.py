@@ -161,3 +161,14 @@ def test_quickstart_thread_choice():
     assert choose_threads(3, cores=2, load=10.0) == 3
     assert choose_threads(0, cores=2, load=0.3) == 2
     assert choose_threads(0, cores=2, load=2.5) == 1
+
+
+@pytest.mark.slow
+def test_full_quickstart_reaches_target_error(tmp_path, capsys):
+    """The default quickstart (800 Darcy samples, 12 epochs; about 2.5 CPU-minutes) ends below 0.08."""
+    assert main(["quickstart", "--out", str(tmp_path / "qs"), "--no-progress", "--device", "cpu"]) == 0
+    result = json.loads((tmp_path / "qs" / "quickstart.json").read_text())
+    at_train, zero_shot = result["results"]
+    assert (at_train["resolution"], zero_shot["resolution"]) == ("33x33", "65x65")
+    assert at_train["l2"] < 0.08 and zero_shot["l2"] < 0.08  # measured: 0.030 and 0.049
+    assert "relative L2 at 33x33" in capsys.readouterr().out
