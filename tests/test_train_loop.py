@@ -309,3 +309,12 @@ def test_every_model_trains_resumes_and_reloads(darcy_files, tmp_path, model):
     x = torch.randn(2, 1, 17, 17).abs() + 3.0
     assert Surrogate.load(tmp_path / "full" / "checkpoints" / "last")(x).shape == (2, 1, 17, 17)
     assert full["final"]["test0_s1"]["l2"] > 0
+
+
+def test_lazy_reading_gives_the_same_run_as_in_memory(darcy_files, tmp_path):
+    eager = make_config(darcy_files, data={"n_train": 16}, train={"epochs": 1})
+    lazy = make_config(darcy_files, data={"n_train": 16, "in_memory": False}, train={"epochs": 1})
+    a = train(eager, tmp_path / "eager", device="cpu", progress=False)
+    b = train(lazy, tmp_path / "lazy", device="cpu", progress=False)
+    assert_same_weights(weights(tmp_path / "eager"), weights(tmp_path / "lazy"))
+    assert a["final"] == b["final"]

@@ -149,11 +149,12 @@ def _stride_for(path: str, resolution: int, where: str) -> int:
     return stride_for_resolution(spatial, resolution, where)
 
 
-def _as_tensors(ds) -> tuple[torch.Tensor, torch.Tensor] | None:
-    memory = getattr(ds, "_memory", None)
-    if memory is not None:
-        return memory
-    return None
+def _as_tensors(ds, in_memory: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """All samples as two tensors when the dataset was loaded into memory (batches by indexing)."""
+    if not in_memory:
+        return None
+    x, y = ds.arrays()
+    return torch.from_numpy(x), torch.from_numpy(y)
 
 
 def _fill_model_shape(model_cfg: Any, in_channels: int, out_channels: int, ndim: int) -> Any:
@@ -498,7 +499,7 @@ def _run(config: TrainConfig, out: Path, resume_dir: Path | None, ctx: DistConte
     per_rank = tcfg.batch_size // ctx.world_size
     n_batches = math.ceil(len(sampler) / per_rank)
     steps_per_epoch = math.ceil(n_batches / tcfg.accumulate)
-    memory = _as_tensors(train_ds)
+    memory = _as_tensors(train_ds, cfg.data.in_memory)
 
     def load_batch(idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         if memory is not None:
