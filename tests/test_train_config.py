@@ -69,6 +69,8 @@ def test_load_fills_defaults_and_resolves_paths(tmp_path):
         ("[data]\nn_train = 'many'", "key 'n_train': expected an integer"),
         ("[optimizer]\nbetas = [0.9]", "expected a list of 2 values"),
         ("[eval]\nevery = 0", "every and batch_size must be >= 1"),
+        ("[loss]\ndata = 'l3'", "[loss]: LossConfig.data: unknown 'l3'"),
+        ("[loss]\nphysiks = 'darcy'", "did you mean 'physics'"),
     ],
 )
 def test_bad_keys_and_values_are_named(tmp_path, patch, message):
@@ -85,8 +87,10 @@ def test_bad_keys_and_values_are_named(tmp_path, patch, message):
 
 
 def test_unknown_model_key_and_missing_sections(tmp_path):
-    with pytest.raises(ValueError, match="width"):
+    with pytest.raises(ValueError, match=r"\[model\] \(fno\): unknown key 'widht' \(did you mean 'width'\?\)"):
         load_config(write(tmp_path, BASE.replace("width = 8", "widht = 8")))
+    with pytest.raises(ValueError, match="unknown model 'fnoo' \\(did you mean 'fno'\\?\\)"):
+        load_config(write(tmp_path, BASE.replace('name = "fno"', 'name = "fnoo"')))
     with pytest.raises(ValueError, match=r"missing table \[data\]"):
         config_from_dict({"model": {"name": "fno"}})
     with pytest.raises(ValueError, match="'name'"):
@@ -118,6 +122,8 @@ def test_overrides_apply_and_are_validated(tmp_path):
         load_config(path, ["train.batchsize=3"])
     with pytest.raises(ValueError, match="expected an integer"):
         load_config(path, ["train.epochs=__import__('os')"])
+    with pytest.raises(ValueError, match=r"\[model\]: FNOConfig"):  # the model's own check, located
+        load_config(path, ["model.modes=0"])
     with pytest.raises(ValueError, match="is a value, not a table"):
         apply_overrides({"seed": 1}, ["seed.x=2"])
 

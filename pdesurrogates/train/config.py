@@ -519,11 +519,23 @@ def surrogate_config_from_dict(raw: Mapping[str, Any], where: str = "config", ba
         )
     from pdesurrogates import models
 
+    name = raw["model"]["name"]
+    if name not in models.MODELS:
+        raise ValueError(f"{where} [model]: unknown model {name!r}{_closest(str(name), models.MODELS.names())}; "
+                         f"valid names: {models.MODELS.names()}")
+    fields = [f.name for f in dataclasses.fields(models.MODELS[name].config_class)]
+    check_keys(raw["model"], fields, f"{where} [model] ({name})")
     try:
         model = models.config_from_dict(dict(raw["model"]))
-    except (TypeError, KeyError) as exc:
-        raise ValueError(f"{where} [model]: {exc}") from exc
-    loss = _loss_from_dict(raw.get("loss", {}))
+    except (TypeError, KeyError, ValueError) as exc:
+        raise ValueError(f"{where} [model]: {exc.args[0] if exc.args else exc}") from exc
+    if not isinstance(raw.get("loss", {}), Mapping):
+        raise ValueError(f"{where}: [loss] must be a table")  # noqa: TRY004 (user input)
+    try:
+        loss = _loss_from_dict(raw.get("loss", {}))
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+        raise ValueError(message if message.startswith(where) else f"{where} [loss]: {message}") from exc
     seed = _coerce(raw.get("seed", 0), int, f"{where} key 'seed'")
     config = TrainConfig(
         data=data,
