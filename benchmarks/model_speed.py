@@ -155,6 +155,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-call-s", type=float, default=6.0,
                         help="skip larger sizes/batches once one fwd+bwd call takes longer than this")
     parser.add_argument("--ratio-reps", type=int, default=15)
+    parser.add_argument("--ratio-only", action="store_true",
+                        help="only the FNO wrapper ratio (at --sizes x --batches), written to model_speed_ratio")
     parser.add_argument("--out-dir", type=Path, default=None)
     parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
     args = parser.parse_args(argv)
@@ -166,12 +168,24 @@ def main(argv=None) -> int:
     from models_small_darcy import model_specs
 
     device = torch.device(args.device)
-    if device.type == "cpu" and argv is None:
+    if device.type == "cpu" and argv is None and not args.ratio_only:
         _reexec_with_mmap_threshold()
     out_dir = args.out_dir or RESULTS / device_name(args.device)
-    if (out_dir / f"{NAME}.json").exists() and not args.overwrite:
-        print(f"{out_dir / (NAME + '.json')} exists; pass --overwrite to replace it", file=sys.stderr)
+    name = NAME + "_ratio" if args.ratio_only else NAME
+    if (out_dir / f"{name}.json").exists() and not args.overwrite:
+        print(f"{out_dir / (name + '.json')} exists; pass --overwrite to replace it", file=sys.stderr)
         return 2
+    if args.ratio_only:
+        ratios = [wrapper_ratio(device, s, b, args.ratio_reps) for s in args.sizes for b in args.batches]
+        for r in ratios:
+            print(r, flush=True)
+        paths = write_results(name, ratios, config={"reps": args.ratio_reps, "device": args.device,
+                                                    "threads": torch.get_num_threads()},
+                              device=args.device, title="FNO wrapper / neuralop FNO time ratio",
+                              notes="Median time per call, our FNO over neuralop.models.FNO with identical "
+                                    "weights, calls alternated in one loop (target <= 1.05).", out_dir=out_dir)
+        print(f"wrote {paths['json']} and {paths['md']}")
+        return 0
     specs, configs = model_specs()
     rows, skipped = [], []
     for name, make in specs.items():

@@ -177,8 +177,9 @@ def main(argv=None) -> int:
         notes.append(f"FNO (ours) l2_16 over seeds: {', '.join(f'{v:.4f}' for v in fnos)}; "
                      f"neuralop FNO direct: {', '.join(f'{v:.4f}' for v in refs)}; same parameter count: "
                      f"{fno['params'] == ref['params']}.")
+    fno = fno or ref
     if fno and mgno:
-        notes.append(f"MgNO / FNO: parameters {mgno['params'] / fno['params']:.2f}x, "
+        notes.append(f"MgNO / {fno['model']}: parameters {mgno['params'] / fno['params']:.2f}x, "
                      f"l2_16 {mgno['l2_16'] / fno['l2_16']:.2f}x, h1_16 {mgno['h1_16'] / fno['h1_16']:.2f}x.")
     config = {"epochs": args.epochs, "lr": args.lr, "lr_mgno": args.lr_mgno, "t_max": t_max, "seeds": args.seeds, "extra_seeds": args.extra_seeds,
               "batch_size": 32, "weight_decay": 1e-4, "scheduler": "CosineAnnealingLR per epoch",
