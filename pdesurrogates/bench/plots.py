@@ -60,8 +60,11 @@ def loglog_axes(
                 lo, hi = fit.b_ci
                 label = f"{name}: b={fit.b:.2f}" + (f" [{lo:.2f},{hi:.2f}]" if math.isfinite(lo) else "")
         ax.plot(xs, ys, "o", color=color, ms=4, label=label)
+    from matplotlib.ticker import NullFormatter
+
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on short decades
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
 
