@@ -160,7 +160,8 @@ def test_quickstart_thread_choice():
 
     assert choose_threads(3, cores=2, load=10.0) == 3
     assert choose_threads(0, cores=2, load=0.3) == 2
-    assert choose_threads(0, cores=2, load=2.5) == 1
+    assert choose_threads(0, cores=2, load=1.2) == 1
+    assert choose_threads(0, cores=8, load=2.0) == 8
 
 
 @pytest.mark.slow
