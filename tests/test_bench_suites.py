@@ -142,8 +142,10 @@ def test_speed_smoke_via_cli_with_resume_and_report(out: Path) -> None:
 
 
 def test_surrogate_vs_solver_smoke(smoke) -> None:
-    (row,) = smoke("surrogate-vs-solver")["payload"]["rows"]
-    assert row["resolution"] == 16
+    rows = smoke("surrogate-vs-solver")["payload"]["rows"]
+    assert [r["resolution"] for r in rows] == [16, 32] and all(r["train_resolution"] == 16 for r in rows)
+    row = rows[0]
+    assert 0.0 < rows[1]["test_rel_l2"] < 2.0  # zero-shot at 32² of the model trained at 16²
     assert row["solver_seconds_per_sample"] > 0 and row["surrogate_seconds_per_sample"] > 0
     assert row["speedup"] == pytest.approx(row["solver_seconds_per_sample"] / row["surrogate_seconds_per_sample"])
     assert 0.0 < row["test_rel_l2"] < 2.0
