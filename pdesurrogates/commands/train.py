@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if best.get("value") is not None:
         print(f"best {best['metric']} = {best['value']:.4g} (epoch {best['epoch']})")
     for name, res in (summary.get("final") or {}).items():
-        print(f"{name} ({res['resolution']}): relative L2 {res['l2']:.4g}, H1 {res['h1']:.4g}")
-    print(f"run directory: {summary['out_dir']}")
+        if isinstance(res, dict) and {"resolution", "l2", "h1"} <= set(res):
+            print(f"{name} ({res['resolution']}): relative L2 {res['l2']:.4g}, H1 {res['h1']:.4g}")
+    print(f"run directory: {summary.get('out_dir', out or args.resume)}")
     return 0
