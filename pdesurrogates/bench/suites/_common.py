@@ -60,9 +60,9 @@ def data_note(config: dict[str, Any]) -> str:
 def fit_regime_note(rows: list[dict[str, Any]]) -> str:
     """Per family, the ratio of test error to final training loss, and what it says about the sweep.
 
-    A ratio near 1 means the models are limited by the optimisation budget (under-fitted), so an
-    exponent measures how fast larger models/datasets learn under that budget; a ratio well above
-    1 means they fit the training set and the test error is limited by capacity or data.
+    A ratio near 1 means the models are under-fitted (limited by the optimisation budget or their
+    capacity, not by data), so an exponent describes this budget; a ratio well above 1 means they
+    fit the training set better than unseen data, so data limits the test error.
     """
     lines = []
     for fam in dict.fromkeys(r["family"] for r in rows):
@@ -72,7 +72,8 @@ def fit_regime_note(rows: list[dict[str, Any]]) -> str:
         if not ratios:
             continue
         lo, hi = min(ratios), max(ratios)
-        regime = "budget-limited (under-fitted)" if hi < 1.3 else "fits its training set at the low end"
+        regime = ("under-fitted (train ≈ test): limited by budget or capacity, not by data" if hi < 1.3
+                  else "fits its training set better than the test set at the low end: data matters")
         lines.append(f"- `{fam}`: test error / final train loss from {lo:.2f} to {hi:.2f}: {regime}")
     if not lines:
         return ""

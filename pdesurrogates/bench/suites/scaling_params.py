@@ -23,7 +23,7 @@ SIZES = {
         "families": ["fno", "mgno", "neuralop-fno"],
         "widths": {"fno": [4, 6, 8, 12, 16], "mgno": [2, 4, 6, 8, 12], "neuralop-fno": [4, 8, 16]},
         "seeds": [0, 1, 2], "modes": 8,
-        "budget": {"epochs": 10, "batch_size": 8, "lr": 3e-3, "weight_decay": 1e-4},
+        "budget": {"epochs": 25, "batch_size": 8, "lr": 3e-3, "weight_decay": 1e-4},
     },
     "full": {
         "data": {"source": "generated", "resolution": 64, "n_train": 1000, "n_test": 200, "seed": 0},
