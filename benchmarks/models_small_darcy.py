@@ -11,9 +11,9 @@ by the same loop. MgNO gets lr 3e-3 because 8e-3 diverges for it (the paper trai
 500 epochs, out of reach here). Test errors: our ``relative_lp``/``relative_h1`` (mean over samples; H1 with
 one-sided differences at the boundary) and neuraloperator's ``H1Loss`` (periodic differences).
 
-Run (a few CPU minutes per model)::
+Run (one to three CPU minutes per model at 20 epochs)::
 
-    OMP_NUM_THREADS=1 python benchmarks/models_small_darcy.py --epochs 8 --overwrite
+    OMP_NUM_THREADS=1 python benchmarks/models_small_darcy.py --epochs 20 --overwrite
 """
 
 from __future__ import annotations
