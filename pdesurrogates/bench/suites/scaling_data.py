@@ -20,7 +20,7 @@ SIZES = {
     },
     "small": {
         "data": {"source": "neuralop", "n_train": 512, "n_test": 50},
-        "families": ["fno", "mgno"], "width": 8, "n_train": [32, 64, 128, 256, 512], "seeds": [0],
+        "families": ["fno", "mgno"], "width": 8, "n_train": [32, 64, 128, 256, 512], "seeds": [0, 1, 2],
         "modes": 8, "steps": 600, "budget": {"epochs": 1, "batch_size": 8, "lr": 3e-3, "weight_decay": 1e-4},
     },
     "full": {
