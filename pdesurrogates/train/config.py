@@ -68,6 +68,10 @@ TASKS: Mapping[str, tuple[str, str]] = types.MappingProxyType(
             "pdesurrogates.train.config:surrogate_config_from_dict",
             "pdesurrogates.train.loop:train_surrogate",
         ),
+        "dcdm": (
+            "pdesurrogates.train.dcdm_task:dcdm_config_from_dict",
+            "pdesurrogates.train.dcdm_task:train_dcdm_task",
+        ),
     }
 )
 """Task name -> (config parser, trainer), as ``"module:function"`` strings."""
