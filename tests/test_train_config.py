@@ -21,7 +21,8 @@ from pdesurrogates.train.config import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((REPO / "configs").glob("*.toml"))
+# Surrogate-training examples (task "surrogate"); the DCDM example is tested in tests/test_dcdm.py.
+CONFIGS = sorted(p for p in (REPO / "configs").glob("*.toml") if not p.stem.startswith("dcdm"))
 
 BASE = """
 seed = 3
