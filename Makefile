@@ -20,8 +20,10 @@ quickstart: $(STAMP)
 	$(BIN)/python -m pdesurrogates quickstart --out runs/quickstart
 
 # pytest's exit code 5 means "no tests collected": not a set-up failure.
+# One BLAS/OpenMP thread per process: on a 2-core machine shared with worker processes (DataLoader
+# workers, 2-rank DDP, notebook kernels) oversubscribed threads made runs several times slower.
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not gpu" -q; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -m "not slow and not gpu" -q; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
