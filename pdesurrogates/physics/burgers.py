@@ -92,7 +92,7 @@ def solve_burgers(
     times = [float(t) for t in times]
     if not times or times[0] < 0 or any(b <= a for a, b in zip(times, times[1:])):
         raise ValueError(f"solve_burgers: times must be non-empty, >= 0 and increasing, got {times}")
-    u_max = float(u.abs().max())
+    u_max = float(u.detach().abs().max())
     limit = max_stable_dt(u_max, n, length, nu)
     if dt is None:
         dt = min(0.5 * limit, 1e-2)
