@@ -39,7 +39,7 @@ SIZES = {
     "small": {
         "poisson2d": [64, 128, 256],
         "darcy2d": [64, 128],
-        "poisson3d": [16, 32],
+        "poisson3d": [16],
         "dcdm_steps": 1500,
         "dcdm3d_steps": 300,
     },
