@@ -275,14 +275,13 @@ def train_dcdm(
     )
     net = ConjugateDirectionNet(model_cfg)
     data = ritz_training_set(operator, config.n_samples, config.n_ritz, seed=config.seed)
-    op32 = _Float32Operator(operator)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     gen = torch.Generator().manual_seed(config.seed)
     history = []
     for step in range(config.steps):
         idx = torch.randint(0, data.shape[0], (config.batch_size,), generator=gen)
         b = data[idx]
-        loss = dcdm_loss(net(b), b, op32)
+        loss = dcdm_loss(net(b), b, operator)  # applies A in the batch's float32
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -290,16 +289,6 @@ def train_dcdm(
         if progress is not None:
             progress(step, history[-1])
     return net, history
-
-
-class _Float32Operator:
-    def __init__(self, operator: GridDiffusionOperator) -> None:
-        self.operator = operator
-        self.a = operator.coefficient.float()
-
-    def __call__(self, u: torch.Tensor) -> torch.Tensor:
-        g = self.operator.grid
-        return apply_diffusion(self.a.to(u.device), pad_dirichlet(u, g.ndim), g)
 
 
 class LearnedPreconditioner(Preconditioner):
