@@ -6,6 +6,9 @@
   approximating ``A^-1 r`` used as a nonlinear preconditioner inside flexible CG
   (Kaneda et al., ICML 2023).
 - :class:`NeuralOperatorPreconditioner` (``neural_preconditioner``): a trained surrogate used the same way.
+- :class:`MultigridNeuralOperator`, :class:`NeuralMultigridPreconditioner` (``multigrid_preconditioner``):
+  an MgNO-style learned V-cycle that applies the system's own operator on every level (linear in
+  the residual, nonlinear in the coefficient), trained to minimise the V-cycle's error in energy norm.
 
 Names are imported lazily so that using one accelerator does not import the others.
 """
@@ -22,6 +25,9 @@ _EXPORTS = {
     "LearnedPreconditioner": "conjugate_direction",
     "dcdm": "conjugate_direction",
     "NeuralOperatorPreconditioner": "neural_preconditioner",
+    "MultigridNeuralOperator": "multigrid_preconditioner",
+    "NeuralMultigridPreconditioner": "multigrid_preconditioner",
+    "train_multigrid_preconditioner": "multigrid_preconditioner",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,467 @@
+"""A multigrid neural operator that knows the matrix: a learned V-cycle as a preconditioner.
+
+MgNO (He, Liu, Xu, ICLR 2024) writes a neural operator's linear layers as multigrid V-cycles whose
+operator ``A`` and smoother ``B`` are learned convolutions. Used as a *preconditioner*, the operator
+is known, so this network keeps MgNO's V-cycle but applies the system's own finite-volume operator
+``A(a)`` on every level and learns only what multigrid leaves open: the smoother. Its inputs are the
+coefficient ``a`` and the residual ``r``, its output ``z ~ A(a)^-1 r``:
+
+* **Levels**: node grids coarsened ``N -> ceil((N-1)/2) + 1`` down to at most ``coarsest_nodes`` per
+  side (any grid size, nested when ``N - 1`` is a power of two); the coefficient is restricted by
+  weighted averaging and the operator rediscretised with the same stencil
+  (:func:`pdesurrogates.physics.operators.apply_diffusion`); the coarsest system is solved exactly.
+* **Transfers**: geometric (bi/tri)linear interpolation ``P`` between the node grids and its
+  transpose (scaled by the cell-volume ratio) as restriction.
+* **Smoother** (learned, shared by all levels, so one network serves every grid size):
+  ``z = D^-1 W2 * ((W1 * res) . (1 + G(log a)))`` with ``W1, W2`` convolutions and ``G`` a
+  convolution of the log-coefficient. It is linear in the residual and nonlinear in the
+  coefficient; initialised to damped Jacobi, so an untrained network is classical geometric
+  multigrid.
+
+Because the map ``r -> z`` is linear but not symmetric (pre- and post-smoothers differ), the
+preconditioner is flagged ``linear = True, symmetric = False`` and runs in flexible CG.
+
+Training minimises the energy-norm error left by one V-cycle, ``E ||e - M A e||_A^2 / ||e||_A^2``,
+over random errors ``e`` (smooth and rough) and random coefficients: the stochastic estimate of the
+two-grid convergence factor used to learn multigrid parameters (Katrutsa, Daulbaev, Oseledets,
+"Black-box learning of multigrid parameters", J. Comput. Appl. Math. 2020; Greenfeld et al.,
+ICML 2019). No solution of the PDE is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+import pdesurrogates
+from pdesurrogates.linalg.preconditioners import Preconditioner
+from pdesurrogates.physics.grid import Grid
+from pdesurrogates.physics.operators import apply_diffusion, harmonic_face_average, pad_dirichlet
+
+__all__ = [
+    "MultigridHierarchy",
+    "MultigridNeuralOperator",
+    "MultigridPreconditionerConfig",
+    "MultigridTrainConfig",
+    "NeuralMultigridPreconditioner",
+    "train_multigrid_preconditioner",
+    "vcycle_energy_loss",
+]
+
+_JACOBI_DAMPING = {2: 0.8, 3: 6.0 / 7.0}  # optimal smoothing factors of damped Jacobi, 5/7-point
+
+
+@dataclass(frozen=True)
+class MultigridPreconditionerConfig:
+    """Architecture of :class:`MultigridNeuralOperator`.
+
+    Attributes:
+        ndim: 2 or 3.
+        hidden: channels of the smoother's hidden layer.
+        kernel: smoother convolution width (odd).
+        pre_smooth, post_smooth: smoothing steps before and after the coarse correction.
+        coarsest_nodes: coarsening stops when a side has at most this many nodes.
+    """
+
+    name: str = "neural_multigrid"
+    ndim: int = 2
+    hidden: int = 8
+    kernel: int = 3
+    pre_smooth: int = 1
+    post_smooth: int = 1
+    coarsest_nodes: int = 5
+
+    def __post_init__(self) -> None:
+        if self.ndim not in (2, 3):
+            raise ValueError(f"MultigridPreconditionerConfig.ndim must be 2 or 3, got {self.ndim}")
+        if self.hidden < 1 or self.kernel < 1 or self.kernel % 2 == 0:
+            raise ValueError(f"hidden must be >= 1 and kernel odd and >= 1, got {self.hidden}, {self.kernel}")
+        if self.pre_smooth < 0 or self.post_smooth < 0 or self.pre_smooth + self.post_smooth == 0:
+            raise ValueError("need at least one smoothing step (pre_smooth + post_smooth >= 1)")
+        if self.coarsest_nodes < 3:
+            raise ValueError(f"coarsest_nodes must be >= 3, got {self.coarsest_nodes}")
+
+
+def _interpolation_1d(n_fine: int, n_coarse: int) -> torch.Tensor:
+    """``(n_fine, n_coarse)`` linear interpolation between node grids spanning the same interval."""
+    x = torch.linspace(0.0, n_coarse - 1.0, n_fine, dtype=torch.float64)
+    left = x.floor().clamp(max=n_coarse - 2).long()
+    w = x - left
+    P = torch.zeros(n_fine, n_coarse, dtype=torch.float64)
+    rows = torch.arange(n_fine)
+    P[rows, left] = 1.0 - w
+    P[rows, left + 1] = w
+    return P
+
+
+def _apply_axes(x: torch.Tensor, mats: list[torch.Tensor]) -> torch.Tensor:
+    """Apply ``mats[d]`` (``(m_d, n_d)``) along spatial axis ``d`` of ``x (B, C, *n)``."""
+    nd = len(mats)
+    for d, M in enumerate(mats):
+        axis = x.ndim - nd + d
+        x = torch.movedim(torch.tensordot(x, M.to(x.dtype), dims=([axis], [1])), -1, axis)
+    return x
+
+
+def diffusion_diagonal(a: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """Diagonal of the finite-volume ``-div(a grad .)`` at the interior nodes, ``(..., *interior)``."""
+    nd = grid.ndim
+    diag = 0.0
+    for d, h in enumerate(grid.spacing):
+        face = harmonic_face_average(a, a.ndim - nd + d)
+        n = face.shape[a.ndim - nd + d]
+        index = [slice(None)] * a.ndim
+        for e in range(nd):
+            index[a.ndim - nd + e] = slice(1, -1)
+        west_idx, east_idx = list(index), list(index)
+        west_idx[a.ndim - nd + d] = slice(0, n - 1)
+        east_idx[a.ndim - nd + d] = slice(1, n)
+        diag = diag + (face[tuple(west_idx)] + face[tuple(east_idx)]) / h**2
+    return diag
+
+
+class _Level:
+    """One grid of the hierarchy: operator, inverse diagonal, encoded coefficient, transfers."""
+
+    def __init__(self, grid: Grid, a: torch.Tensor) -> None:
+        self.grid = grid
+        self.a = a  # (B or 1, 1, *grid.shape)
+        self.inv_diag = 1.0 / diffusion_diagonal(a, grid)
+        log_a = torch.log(a)
+        self.log_a = pad_interior(log_a - log_a.mean(tuple(range(1, a.ndim)), keepdim=True), grid.ndim)
+        self.prolong: list[torch.Tensor] | None = None  # interior coarse -> interior fine, per axis
+        self.restrict_scale = 1.0
+        self.coarse_inverse: torch.Tensor | None = None
+
+    def apply_A(self, u: torch.Tensor) -> torch.Tensor:
+        return apply_diffusion(self.a, pad_dirichlet(u, self.grid.ndim), self.grid)
+
+
+def pad_interior(x: torch.Tensor, ndim: int) -> torch.Tensor:
+    """The interior part of a node field (drops one boundary layer per side)."""
+    return x[(Ellipsis,) + (slice(1, -1),) * ndim]
+
+
+class MultigridHierarchy:
+    """Grids, restricted coefficients, transfers and the exact coarsest solve for one or more systems.
+
+    Args:
+        grid: fine Dirichlet grid.
+        coefficient: ``(*grid.shape)`` or ``(B, 1, *grid.shape)`` positive node values (``None``: a = 1).
+        coarsest_nodes: stop coarsening at this many nodes per side.
+        dtype, device: of the stored tensors.
+    """
+
+    def __init__(self, grid: Grid, coefficient=None, coarsest_nodes: int = 5,
+                 dtype: torch.dtype = torch.float64, device=None) -> None:
+        if grid.boundary != "dirichlet":
+            raise ValueError(f"MultigridHierarchy needs a Dirichlet grid, got {grid.boundary!r}")
+        nd = grid.ndim
+        a = torch.ones(grid.shape) if coefficient is None else torch.as_tensor(coefficient)
+        a = a.to(dtype=dtype, device=device)
+        if a.ndim == nd:
+            a = a[None, None]
+        if a.ndim != nd + 2 or tuple(a.shape[2:]) != grid.shape or a.shape[1] != 1:
+            raise ValueError(f"coefficient has shape {tuple(a.shape)}; the grid needs {grid.shape} "
+                             f"or (batch, 1, *{grid.shape})")
+        if not torch.isfinite(a).all() or not (a > 0).all():
+            raise ValueError("coefficient must be finite and positive everywhere")
+        self.levels = [_Level(grid, a)]
+        while max(self.levels[-1].grid.shape) > coarsest_nodes:
+            fine = self.levels[-1]
+            shape = tuple(math.ceil((s - 1) / 2) + 1 for s in fine.grid.shape)
+            coarse_grid = Grid(shape, length=fine.grid.length)
+            full = [_interpolation_1d(nf, nc).to(dtype=dtype, device=device) for nf, nc in zip(fine.grid.shape, shape)]
+            weights = _apply_axes(torch.ones_like(fine.a), [M.T for M in full])
+            a_c = _apply_axes(fine.a, [M.T for M in full]) / weights
+            fine.prolong = [M[1:-1, 1:-1] for M in full]
+            fine.restrict_scale = math.prod(hf / hc for hf, hc in zip(fine.grid.spacing, coarse_grid.spacing))
+            self.levels.append(_Level(coarse_grid, a_c))
+        last = self.levels[-1]
+        k = math.prod(last.grid.interior_shape)
+        eye = torch.eye(k, dtype=dtype, device=device).reshape(k, *last.grid.interior_shape)
+        cols = apply_diffusion(last.a, pad_dirichlet(eye, nd)[None], last.grid)  # (B or 1, k, *interior)
+        dense = cols.reshape(cols.shape[0], k, k)
+        last.coarse_inverse = torch.linalg.inv(dense)  # (B or 1, k, k), symmetric
+
+    @property
+    def grid(self) -> Grid:
+        return self.levels[0].grid
+
+    def prolong(self, level: int, e: torch.Tensor) -> torch.Tensor:
+        return _apply_axes(e, self.levels[level].prolong)
+
+    def restrict(self, level: int, r: torch.Tensor) -> torch.Tensor:
+        lev = self.levels[level]
+        return _apply_axes(r, [M.T for M in lev.prolong]) * lev.restrict_scale
+
+    def coarse_solve(self, f: torch.Tensor) -> torch.Tensor:
+        last = self.levels[-1]
+        k = last.coarse_inverse.shape[-1]
+        flat = f.reshape(f.shape[0], k, 1)
+        inv = last.coarse_inverse.to(f.dtype)
+        return (inv @ flat).reshape(f.shape)
+
+
+class _Smoother(nn.Module):
+    """``z = D^-1 W2 * ((W1 * r) . (1 + G(log a)))``; damped Jacobi at initialisation."""
+
+    def __init__(self, config: MultigridPreconditionerConfig) -> None:
+        super().__init__()
+        conv = nn.Conv2d if config.ndim == 2 else nn.Conv3d
+        c, k = config.hidden, config.kernel
+        self.inp = conv(1, c, k, padding=k // 2, bias=False)
+        self.out = conv(c, 1, k, padding=k // 2, bias=False)
+        self.gate = conv(1, c, k, padding=k // 2)
+        with torch.no_grad():
+            centre = (0, 0) + (k // 2,) * config.ndim
+            self.inp.weight.normal_(0.0, 0.1)  # hidden channels 1.. start random, unused (out = 0)
+            self.inp.weight[0].zero_()
+            self.inp.weight[centre] = 1.0
+            self.out.weight.zero_()
+            self.out.weight[centre] = _JACOBI_DAMPING[config.ndim]
+            self.gate.weight.zero_()
+            self.gate.bias.zero_()
+
+    def forward(self, r: torch.Tensor, level: _Level) -> torch.Tensor:
+        h = self.inp(r) * (1.0 + self.gate(level.log_a))
+        return self.out(h) * level.inv_diag
+
+
+class MultigridNeuralOperator(nn.Module):
+    """Learned V-cycle ``(hierarchy, r (B, 1, *interior)) -> z ~ A^-1 r`` (linear in ``r``).
+
+    >>> net = MultigridNeuralOperator(MultigridPreconditionerConfig(ndim=2))
+    >>> H = MultigridHierarchy(Grid((17, 17)))
+    >>> net(H, torch.ones(1, 1, 15, 15, dtype=torch.float64)).shape
+    torch.Size([1, 1, 15, 15])
+    """
+
+    def __init__(self, config: MultigridPreconditionerConfig = MultigridPreconditionerConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.pre = _Smoother(config)
+        self.post = _Smoother(config)
+
+    def forward(self, hierarchy: MultigridHierarchy, r: torch.Tensor) -> torch.Tensor:
+        nd = self.config.ndim
+        if hierarchy.grid.ndim != nd:
+            raise ValueError(f"network is {nd}D but the hierarchy's grid is {hierarchy.grid.ndim}D")
+        if r.ndim != nd + 2 or r.shape[1] != 1 or tuple(r.shape[2:]) != hierarchy.grid.interior_shape:
+            raise ValueError(f"residual must be (batch, 1, *{hierarchy.grid.interior_shape}), got {tuple(r.shape)}")
+        return self._vcycle(hierarchy, 0, r)
+
+    def _vcycle(self, H: MultigridHierarchy, level: int, f: torch.Tensor) -> torch.Tensor:
+        if level == len(H.levels) - 1:
+            return H.coarse_solve(f)
+        lev = H.levels[level]
+        u = None
+        for _ in range(self.config.pre_smooth):
+            res = f if u is None else f - lev.apply_A(u)
+            u = self.pre(res, lev) if u is None else u + self.pre(res, lev)
+        res = f if u is None else f - lev.apply_A(u)
+        correction = H.prolong(level, self._vcycle(H, level + 1, H.restrict(level, res)))
+        u = correction if u is None else u + correction
+        for _ in range(self.config.post_smooth):
+            u = u + self.post(f - lev.apply_A(u), lev)
+        return u
+
+
+def vcycle_energy_loss(net: MultigridNeuralOperator, hierarchy: MultigridHierarchy, e: torch.Tensor) -> torch.Tensor:
+    """Mean ``||e - M A e||_A^2 / ||e||_A^2`` over a batch of errors ``e (B, 1, *interior)``."""
+    lev = hierarchy.levels[0]
+    Ae = lev.apply_A(e)
+    err = e - net(hierarchy, Ae)
+    dims = tuple(range(1, e.ndim))
+    return ((err * lev.apply_A(err)).sum(dims) / (e * Ae).sum(dims)).mean()
+
+
+class NeuralMultigridPreconditioner(Preconditioner):
+    """A :class:`MultigridNeuralOperator` attached to one system ``-div(a grad u) = f``.
+
+    ``apply(r)`` takes ``(n,)`` or ``(B, n)`` residuals (numpy or torch, any device the network is
+    on) and runs the learned V-cycle in float64. Linear in ``r`` but not symmetric: use it in
+    :func:`pdesurrogates.linalg.fcg`.
+
+    Args:
+        network: trained network.
+        grid: the system's Dirichlet grid (boundary nodes included).
+        coefficient: node values ``grid.shape`` (``None``: the Laplacian).
+    """
+
+    linear = True
+    symmetric = False
+
+    def __init__(self, network: MultigridNeuralOperator, grid: Grid | None = None, coefficient=None) -> None:
+        self.network = network.eval()
+        self.hierarchy = None
+        if grid is not None:
+            if grid.ndim != network.config.ndim:
+                raise ValueError(f"network is {network.config.ndim}D but the grid {grid.shape} is {grid.ndim}D")
+            param = next(network.parameters())
+            self._net64 = _double_copy(network)
+            self.hierarchy = MultigridHierarchy(grid, coefficient, network.config.coarsest_nodes,
+                                                dtype=torch.float64, device=param.device)
+
+    def for_system(self, grid: Grid, coefficient=None) -> NeuralMultigridPreconditioner:
+        """The same network attached to the system on ``grid`` with ``coefficient``."""
+        return NeuralMultigridPreconditioner(self.network, grid, coefficient)
+
+    @torch.no_grad()
+    def apply(self, r):
+        if self.hierarchy is None:
+            raise ValueError("NeuralMultigridPreconditioner has no system: call .for_system(grid, coefficient)")
+        r_t = torch.as_tensor(r)
+        shape = self.hierarchy.grid.interior_shape
+        n = math.prod(shape)
+        if r_t.shape[-1] != n:
+            raise ValueError(f"residual has length {r_t.shape[-1]}, the grid {self.hierarchy.grid.shape} has {n} unknowns")
+        device = self.hierarchy.levels[0].a.device
+        field = r_t.reshape(-1, 1, *shape).to(device=device, dtype=torch.float64)
+        z = self._net64(self.hierarchy, field).reshape(-1, n).to(device=r_t.device, dtype=r_t.dtype)
+        z = z.reshape(r_t.shape)
+        return z.numpy() if isinstance(r, np.ndarray) else z
+
+    def save(self, path: str | Path, *, overwrite: bool = False, extra: dict | None = None) -> Path:
+        """Write ``weights.pt`` + ``config.json`` into the directory ``path``."""
+        path = Path(path)
+        if path.exists() and any(path.iterdir()) and not overwrite:
+            raise FileExistsError(f"{path} exists and is not empty; pass overwrite=True to replace it")
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save(self.network.state_dict(), path / "weights.pt")
+        meta = {"kind": "neural_multigrid", "config": asdict(self.network.config),
+                "pdesurrogates_version": pdesurrogates.__version__, "extra": extra or {}}
+        (path / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, grid: Grid | None = None, coefficient=None) -> NeuralMultigridPreconditioner:
+        """Load a saved directory (weights read with ``weights_only=True``), optionally attached to a system."""
+        path = Path(path)
+        cfg_file, weights = path / "config.json", path / "weights.pt"
+        for f in (cfg_file, weights):
+            if not f.is_file():
+                raise FileNotFoundError(f"{path} is not a neural-multigrid checkpoint: {f.name} missing")
+        try:
+            meta = json.loads(cfg_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{cfg_file}: not valid JSON ({exc})") from exc
+        if meta.get("kind") != "neural_multigrid":
+            raise ValueError(f"{cfg_file}: kind {meta.get('kind')!r} is not a neural-multigrid preconditioner")
+        net = MultigridNeuralOperator(MultigridPreconditionerConfig(**meta["config"]))
+        try:
+            net.load_state_dict(torch.load(weights, weights_only=True, map_location="cpu"))
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
+            raise ValueError(f"{weights}: cannot load neural-multigrid weights ({exc})") from exc
+        return cls(net, grid, coefficient)
+
+
+def _double_copy(network: MultigridNeuralOperator) -> MultigridNeuralOperator:
+    copy = MultigridNeuralOperator(network.config)
+    copy.load_state_dict(network.state_dict())
+    param = next(network.parameters())
+    return copy.to(device=param.device, dtype=torch.float64).eval()
+
+
+@dataclass(frozen=True)
+class MultigridTrainConfig:
+    """Training of a :class:`MultigridNeuralOperator` on random diffusion problems.
+
+    Attributes:
+        resolution: nodes per side of the training grid.
+        coefficient: ``"ones"`` (Poisson), ``"darcy"`` (two-phase ``high``/``low`` thresholded
+            Gaussian random fields, the FNO Darcy setting; 2D only) or ``"mixed"`` (half and half).
+        n_coefficients: size of the pool of coefficients drawn once.
+        steps, batch_size, lr: Adam with cosine decay.
+    """
+
+    resolution: int = 33
+    ndim: int = 2
+    coefficient: str = "mixed"
+    n_coefficients: int = 32
+    high: float = 12.0
+    low: float = 3.0
+    steps: int = 300
+    batch_size: int = 8
+    lr: float = 3e-3
+    seed: int = 0
+    model: MultigridPreconditionerConfig = field(default_factory=MultigridPreconditionerConfig)
+
+    def __post_init__(self) -> None:
+        if self.coefficient not in ("ones", "darcy", "mixed"):
+            raise ValueError(f"coefficient must be 'ones', 'darcy' or 'mixed', got {self.coefficient!r}")
+        if self.coefficient != "ones" and self.ndim != 2:
+            raise ValueError("two-phase (darcy) coefficients are 2D only; use coefficient='ones' in 3D")
+        if self.resolution < 5:
+            raise ValueError(f"resolution must be >= 5 nodes, got {self.resolution}")
+
+
+def random_errors(n: int, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """``(n, 1, *shape)`` float64 test errors: white noise mixed with smoothed noise at several scales."""
+    ndim = len(shape)
+    pool = nn.functional.avg_pool2d if ndim == 2 else nn.functional.avg_pool3d
+    white = torch.randn(n, 1, *shape, generator=generator, dtype=torch.float64)
+    out = white * torch.rand(n, *(1,) * (ndim + 1), generator=generator, dtype=torch.float64)
+    width = 3
+    while width <= max(shape):
+        smooth = white
+        for _ in range(3):
+            smooth = pool(smooth, width, stride=1, padding=width // 2, count_include_pad=False)
+        out = out + smooth * width * torch.rand(n, *(1,) * (ndim + 1), generator=generator, dtype=torch.float64)
+        width = 2 * width + 1
+    return out / out.flatten(1).norm(dim=1).reshape(n, *(1,) * (ndim + 1))
+
+
+def _coefficient_pool(config: MultigridTrainConfig, generator: torch.Generator) -> torch.Tensor:
+    from pdesurrogates.physics.darcy import sample_coefficient
+
+    shape = (config.resolution,) * config.ndim
+    pool = []
+    for i in range(config.n_coefficients):
+        if config.coefficient == "ones" or (config.coefficient == "mixed" and i % 2 == 0):
+            pool.append(torch.ones(shape, dtype=torch.float64))
+        else:
+            pool.append(torch.as_tensor(sample_coefficient(config.resolution, generator, high=config.high, low=config.low)))
+    return torch.stack(pool)[:, None]
+
+
+def train_multigrid_preconditioner(
+    config: MultigridTrainConfig = MultigridTrainConfig(),
+    progress: Callable[[int, float], None] | None = None,
+) -> tuple[MultigridNeuralOperator, list[float]]:
+    """Train a :class:`MultigridNeuralOperator` with :func:`vcycle_energy_loss` (float64).
+
+    Returns:
+        ``(network in float32, loss history)``; ``history[0]`` is the untrained (Jacobi-multigrid) loss.
+    """
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    model_cfg = config.model if config.model.ndim == config.ndim else MultigridPreconditionerConfig(
+        **{**asdict(config.model), "ndim": config.ndim})
+    net = MultigridNeuralOperator(model_cfg).double()
+    grid = Grid((config.resolution,) * config.ndim)
+    coefficients = _coefficient_pool(config, gen)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(config.steps, 1))
+    history = []
+    for step in range(config.steps):
+        idx = torch.randint(0, coefficients.shape[0], (config.batch_size,), generator=gen)
+        H = MultigridHierarchy(grid, coefficients[idx], model_cfg.coarsest_nodes)
+        e = random_errors(config.batch_size, grid.interior_shape, gen)
+        loss = vcycle_energy_loss(net, H, e)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        history.append(float(loss.detach()))
+        if progress is not None:
+            progress(step, history[-1])
+    return net.float().eval(), history

@@ -1,0 +1,195 @@
+"""Learned V-cycle preconditioner (MgNO that knows the matrix): exact multigrid identities,
+an independent SciPy V-cycle, training gains, grid independence, checkpoints and errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from pdesurrogates.linalg import AMGPreconditioner, IC0Preconditioner, cg, fcg, pcg
+from pdesurrogates.physics.darcy import sample_coefficient
+from pdesurrogates.physics.grid import Grid
+from pdesurrogates.physics.operators import diffusion_matrix
+from pdesurrogates.solvers.learned.multigrid_preconditioner import (
+    MultigridHierarchy,
+    MultigridNeuralOperator,
+    MultigridPreconditionerConfig,
+    MultigridTrainConfig,
+    NeuralMultigridPreconditioner,
+    _interpolation_1d,
+    diffusion_diagonal,
+    train_multigrid_preconditioner,
+)
+
+
+def _darcy(nodes: int, seed: int = 1) -> np.ndarray:
+    return sample_coefficient(nodes, torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.set_num_threads(1)
+    net, history = train_multigrid_preconditioner(MultigridTrainConfig(resolution=17, steps=80, batch_size=4, seed=0))
+    return net, history
+
+
+@pytest.mark.parametrize("nf,nc", [(33, 17), (34, 18), (10, 6)])
+def test_interpolation_reproduces_linear_functions(nf, nc):
+    P = _interpolation_1d(nf, nc)
+    xc, xf = np.linspace(0, 1, nc), np.linspace(0, 1, nf)
+    np.testing.assert_allclose(P.numpy() @ (2 * xc - 0.3), 2 * xf - 0.3, atol=1e-13)
+    np.testing.assert_allclose(P.sum(1).numpy(), 1.0, atol=1e-14)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_diagonal_equals_assembled_matrix(ndim):
+    grid = Grid((7,) * ndim)
+    a = np.exp(np.random.default_rng(0).standard_normal(grid.shape))
+    A = diffusion_matrix(a, grid)
+    d = diffusion_diagonal(torch.from_numpy(a), grid)
+    np.testing.assert_allclose(d.numpy().ravel(), A.diagonal(), rtol=1e-13)
+
+
+def _scipy_vcycle(a: np.ndarray, grid: Grid, f: np.ndarray, omega: float, coarsest: int) -> np.ndarray:
+    """Damped-Jacobi V(1,1) with rediscretised, weight-averaged coefficients, written with SciPy."""
+    A = diffusion_matrix(a, grid)
+    if max(grid.shape) <= coarsest:
+        return np.linalg.solve(A.toarray(), f)
+    dinv = 1.0 / A.diagonal()
+    shape = tuple(math.ceil((s - 1) / 2) + 1 for s in grid.shape)
+    coarse = Grid(shape)
+    full = [sp.csr_matrix(_interpolation_1d(nf, nc).numpy()) for nf, nc in zip(grid.shape, shape)]
+    P_full = full[0]
+    for M in full[1:]:
+        P_full = sp.kron(P_full, M)
+    a_c = (P_full.T @ a.ravel()) / (P_full.T @ np.ones(a.size))
+    P = sp.csr_matrix(full[0][1:-1, 1:-1])
+    for M in full[1:]:
+        P = sp.kron(P, M[1:-1, 1:-1])
+    scale = math.prod(hf / hc for hf, hc in zip(grid.spacing, coarse.spacing))
+    u = omega * dinv * f
+    e = _scipy_vcycle(a_c.reshape(shape), coarse, scale * (P.T @ (f - A @ u)), omega, coarsest)
+    u = u + P @ e
+    return u + omega * dinv * (f - A @ u)
+
+
+@pytest.mark.parametrize("ndim,nodes", [(2, 34), (2, 17), (3, 12)])
+def test_untrained_network_is_the_classical_jacobi_vcycle(ndim, nodes):
+    grid = Grid((nodes,) * ndim)
+    a = _darcy(nodes) if ndim == 2 else np.ones(grid.shape)
+    net = MultigridNeuralOperator(MultigridPreconditionerConfig(ndim=ndim)).double()
+    f = np.random.default_rng(1).standard_normal(grid.interior_shape)
+    z = net(MultigridHierarchy(grid, a), torch.from_numpy(f)[None, None])
+    omega = float(np.float32({2: 0.8, 3: 6 / 7}[ndim]))  # the float32 initial weight
+    ref = _scipy_vcycle(a, grid, f.ravel(), omega, coarsest=5)
+    np.testing.assert_allclose(z.detach().numpy().ravel(), ref, rtol=1e-10, atol=1e-12 * np.abs(ref).max())
+
+
+def test_single_level_is_the_exact_inverse_and_fcg_takes_one_step():
+    grid = Grid((5, 5))
+    a = _darcy(5)
+    A = diffusion_matrix(a, grid)
+    M = NeuralMultigridPreconditioner(MultigridNeuralOperator(), grid, a)
+    b = np.random.default_rng(0).standard_normal(A.shape[0])
+    np.testing.assert_allclose(A @ M.apply(b), b, rtol=1e-12)
+    assert fcg(A, b, M=M, rtol=1e-10).iterations == 1
+
+
+def test_preconditioner_is_linear_in_the_residual_and_batched(trained):
+    net, _ = trained
+    grid = Grid((20, 20))
+    M = NeuralMultigridPreconditioner(net, grid, _darcy(20))
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((2, 18 * 18))
+    np.testing.assert_allclose(M.apply(2 * x - 3 * y), 2 * M.apply(x) - 3 * M.apply(y), rtol=1e-10, atol=1e-12)
+    both = M.apply(torch.from_numpy(np.stack([x, y])))
+    np.testing.assert_allclose(both[1].numpy(), M.apply(y), rtol=1e-12)
+
+
+def test_gradcheck_float64():
+    grid = Grid((9, 9))
+    net = MultigridNeuralOperator(MultigridPreconditionerConfig(hidden=2)).double()
+    H = MultigridHierarchy(grid, _darcy(9))
+    f = H.levels[0].apply_A(torch.randn(2, 1, 7, 7, dtype=torch.float64))
+    names = [name for name, _ in net.named_parameters()]
+    inputs = tuple(p.detach().clone().requires_grad_(True) for p in net.parameters())
+
+    def output(*params):
+        return torch.func.functional_call(net, dict(zip(names, params)), (H, f))
+
+    assert torch.autograd.gradcheck(output, inputs, eps=1e-6, atol=1e-7)
+
+
+def test_training_cuts_iterations_beats_ic0_and_stays_within_twice_amg(trained):
+    net, history = trained
+    assert np.mean(history[-10:]) < 0.3 * history[0]
+    rng = np.random.default_rng(0)
+    counts = {}
+    for n in (32, 64):
+        grid = Grid((n + 2,) * 2)
+        for name, a in (("poisson", np.ones(grid.shape)), ("darcy", _darcy(n + 2))):
+            A = diffusion_matrix(a, grid)
+            b = rng.standard_normal(A.shape[0])
+            trained_res = fcg(A, b, M=NeuralMultigridPreconditioner(net, grid, a), m=2, rtol=1e-6)
+            untrained_res = fcg(A, b, M=NeuralMultigridPreconditioner(MultigridNeuralOperator(), grid, a), m=2, rtol=1e-6)
+            ic0 = pcg(A, b, M=IC0Preconditioner(A), rtol=1e-6)
+            amg = pcg(A, b, M=AMGPreconditioner(A), rtol=1e-6)
+            assert trained_res.converged and np.linalg.norm(b - A @ trained_res.x) <= 1e-6 * np.linalg.norm(b)
+            assert trained_res.iterations < untrained_res.iterations
+            assert trained_res.iterations < ic0.iterations
+            assert trained_res.iterations <= 2 * amg.iterations
+            counts[(name, n)] = trained_res.iterations
+    # trained at 17 nodes, applied at 66: the count does not grow with the grid
+    assert counts[("poisson", 64)] <= counts[("poisson", 32)] + 1
+
+
+def test_save_load_round_trip_gives_identical_iterations(trained, tmp_path):
+    net, _ = trained
+    grid = Grid((30, 30))
+    a = _darcy(30)
+    A = diffusion_matrix(a, grid)
+    b = np.random.default_rng(3).standard_normal(A.shape[0])
+    M = NeuralMultigridPreconditioner(net, grid, a)
+    M.save(tmp_path / "mg")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        M.save(tmp_path / "mg")
+    M2 = NeuralMultigridPreconditioner.load(tmp_path / "mg", grid, a)
+    r1, r2 = fcg(A, b, M=M, rtol=1e-8), fcg(A, b, M=M2, rtol=1e-8)
+    assert r1.iterations == r2.iterations
+    np.testing.assert_array_equal(np.asarray(r1.residuals), np.asarray(r2.residuals))
+    (tmp_path / "mg" / "weights.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot load"):
+        NeuralMultigridPreconditioner.load(tmp_path / "mg")
+
+
+def test_bad_input_errors():
+    net = MultigridNeuralOperator()
+    with pytest.raises(ValueError, match="no system"):
+        NeuralMultigridPreconditioner(net).apply(np.ones(9))
+    with pytest.raises(ValueError, match="3D"):
+        NeuralMultigridPreconditioner(net, Grid((5, 5, 5)))
+    M = NeuralMultigridPreconditioner(net, Grid((6, 6)))
+    with pytest.raises(ValueError, match="length 10"):
+        M.apply(np.ones(10))
+    bad = np.ones((6, 6))
+    bad[2, 2] = -1.0
+    with pytest.raises(ValueError, match="positive"):
+        M.for_system(Grid((6, 6)), bad)
+    with pytest.raises(ValueError, match="shape"):
+        M.for_system(Grid((6, 6)), np.ones((5, 5)))
+    with pytest.raises(ValueError, match="darcy"):
+        MultigridTrainConfig(ndim=3, coefficient="darcy")
+    with pytest.raises(ValueError, match="kernel"):
+        MultigridPreconditionerConfig(kernel=2)
+
+
+def test_plain_cg_needs_more_iterations_on_the_same_system(trained):
+    net, _ = trained
+    grid = Grid((34, 34))
+    A = diffusion_matrix(np.ones(grid.shape), grid)
+    b = np.random.default_rng(5).standard_normal(A.shape[0])
+    assert 4 * fcg(A, b, M=NeuralMultigridPreconditioner(net, grid), rtol=1e-6).iterations < cg(A, b, rtol=1e-6).iterations
