@@ -3,6 +3,7 @@ an independent SciPy V-cycle, training gains, grid independence, checkpoints and
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -102,12 +103,16 @@ def test_single_level_is_the_exact_inverse_and_fcg_takes_one_step():
 def test_preconditioner_is_linear_in_the_residual_and_batched(trained):
     net, _ = trained
     grid = Grid((20, 20))
-    M = NeuralMultigridPreconditioner(net, grid, _darcy(20))
     rng = np.random.default_rng(2)
     x, y = rng.standard_normal((2, 18 * 18))
-    np.testing.assert_allclose(M.apply(2 * x - 3 * y), 2 * M.apply(x) - 3 * M.apply(y), rtol=1e-10, atol=1e-12)
-    both = M.apply(torch.from_numpy(np.stack([x, y])))
-    np.testing.assert_allclose(both[1].numpy(), M.apply(y), rtol=1e-12)
+    # float64 network: linear to round-off; float32 convolutions: to float32 rounding
+    for network, rtol in ((copy.deepcopy(net).double(), 1e-10), (net, 1e-5)):
+        M = NeuralMultigridPreconditioner(network, grid, _darcy(20))
+        lhs, rhs = M.apply(2 * x - 3 * y), 2 * M.apply(x) - 3 * M.apply(y)
+        assert np.linalg.norm(lhs - rhs) <= rtol * np.linalg.norm(rhs)
+        both = M.apply(torch.from_numpy(np.stack([x, y])))
+        single = M.apply(y)
+        assert np.linalg.norm(both[1].numpy() - single) <= min(rtol, 1e-6) * np.linalg.norm(single)
 
 
 def test_gradcheck_float64():

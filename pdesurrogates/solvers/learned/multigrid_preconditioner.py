@@ -102,13 +102,56 @@ def _interpolation_1d(n_fine: int, n_coarse: int) -> torch.Tensor:
     return P
 
 
-def _apply_axes(x: torch.Tensor, mats: list[torch.Tensor]) -> torch.Tensor:
-    """Apply ``mats[d]`` (``(m_d, n_d)``) along spatial axis ``d`` of ``x (B, C, *n)``."""
-    nd = len(mats)
-    for d, M in enumerate(mats):
-        axis = x.ndim - nd + d
-        x = torch.movedim(torch.tensordot(x, M.to(x.dtype), dims=([axis], [1])), -1, axis)
-    return x
+class _LinearInterpolation:
+    """Linear interpolation between node grids along each axis, and its transpose, in O(points).
+
+    Equal to the Kronecker product of :func:`_interpolation_1d` matrices; the coarse side is padded
+    with zero boundary values so that both maps act on interior (unknown) fields.
+    """
+
+    def __init__(self, fine_shape: tuple[int, ...], coarse_shape: tuple[int, ...], device=None) -> None:
+        self.fine_shape, self.coarse_shape = fine_shape, coarse_shape
+        self.left, self.weight = [], []
+        for nf, nc in zip(fine_shape, coarse_shape):
+            x = torch.linspace(0.0, nc - 1.0, nf, dtype=torch.float64)
+            left = x.floor().clamp(max=nc - 2).long()
+            self.left.append(left.to(device))
+            self.weight.append((x - left).to(device))
+
+    def _shape(self, w: torch.Tensor, axis: int, ndim: int) -> torch.Tensor:
+        shape = [1] * ndim
+        shape[axis] = -1
+        return w.reshape(shape)
+
+    def full(self, x: torch.Tensor) -> torch.Tensor:
+        """Coarse node field ``(..., *coarse_shape)`` -> fine node field."""
+        nd = len(self.fine_shape)
+        for d in range(nd):
+            axis = x.ndim - nd + d
+            w = self._shape(self.weight[d].to(x.dtype), axis, x.ndim)
+            x = x.index_select(axis, self.left[d]) * (1 - w) + x.index_select(axis, self.left[d] + 1) * w
+        return x
+
+    def full_transpose(self, y: torch.Tensor) -> torch.Tensor:
+        """Fine node field -> coarse node field (the adjoint of :meth:`full`)."""
+        nd = len(self.fine_shape)
+        for d in range(nd):
+            axis = y.ndim - nd + d
+            w = self._shape(self.weight[d].to(y.dtype), axis, y.ndim)
+            shape = list(y.shape)
+            shape[axis] = self.coarse_shape[d]
+            out = torch.zeros(shape, dtype=y.dtype, device=y.device)
+            out = out.index_add(axis, self.left[d], y * (1 - w)).index_add(axis, self.left[d] + 1, y * w)
+            y = out
+        return y
+
+    def prolong(self, e: torch.Tensor) -> torch.Tensor:
+        nd = len(self.fine_shape)
+        return pad_interior(self.full(pad_dirichlet(e, nd)), nd)
+
+    def restrict(self, r: torch.Tensor) -> torch.Tensor:
+        nd = len(self.fine_shape)
+        return pad_interior(self.full_transpose(pad_dirichlet(r, nd)), nd)
 
 
 def diffusion_diagonal(a: torch.Tensor, grid: Grid) -> torch.Tensor:
@@ -137,7 +180,7 @@ class _Level:
         self.inv_diag = 1.0 / diffusion_diagonal(a, grid)
         log_a = torch.log(a)
         self.log_a = pad_interior(log_a - log_a.mean(tuple(range(1, a.ndim)), keepdim=True), grid.ndim)
-        self.prolong: list[torch.Tensor] | None = None  # interior coarse -> interior fine, per axis
+        self.transfer: _LinearInterpolation | None = None  # to the next coarser level
         self.restrict_scale = 1.0
         self.coarse_inverse: torch.Tensor | None = None
 
@@ -179,10 +222,8 @@ class MultigridHierarchy:
             fine = self.levels[-1]
             shape = tuple(math.ceil((s - 1) / 2) + 1 for s in fine.grid.shape)
             coarse_grid = Grid(shape, length=fine.grid.length)
-            full = [_interpolation_1d(nf, nc).to(dtype=dtype, device=device) for nf, nc in zip(fine.grid.shape, shape)]
-            weights = _apply_axes(torch.ones_like(fine.a), [M.T for M in full])
-            a_c = _apply_axes(fine.a, [M.T for M in full]) / weights
-            fine.prolong = [M[1:-1, 1:-1] for M in full]
+            fine.transfer = _LinearInterpolation(fine.grid.shape, shape, device=device)
+            a_c = fine.transfer.full_transpose(fine.a) / fine.transfer.full_transpose(torch.ones_like(fine.a))
             fine.restrict_scale = math.prod(hf / hc for hf, hc in zip(fine.grid.spacing, coarse_grid.spacing))
             self.levels.append(_Level(coarse_grid, a_c))
         last = self.levels[-1]
@@ -197,11 +238,11 @@ class MultigridHierarchy:
         return self.levels[0].grid
 
     def prolong(self, level: int, e: torch.Tensor) -> torch.Tensor:
-        return _apply_axes(e, self.levels[level].prolong)
+        return self.levels[level].transfer.prolong(e)
 
     def restrict(self, level: int, r: torch.Tensor) -> torch.Tensor:
         lev = self.levels[level]
-        return _apply_axes(r, [M.T for M in lev.prolong]) * lev.restrict_scale
+        return lev.transfer.restrict(r) * lev.restrict_scale
 
     def coarse_solve(self, f: torch.Tensor) -> torch.Tensor:
         last = self.levels[-1]
@@ -232,8 +273,11 @@ class _Smoother(nn.Module):
             self.gate.bias.zero_()
 
     def forward(self, r: torch.Tensor, level: _Level) -> torch.Tensor:
-        h = self.inp(r) * (1.0 + self.gate(level.log_a))
-        return self.out(h) * level.inv_diag
+        # Convolutions run in the weights' dtype (float32 is several times faster on CPU than
+        # float64); the V-cycle around them stays in the residual's dtype.
+        dtype = self.inp.weight.dtype
+        h = self.inp(r.to(dtype)) * (1.0 + self.gate(level.log_a.to(dtype)))
+        return self.out(h).to(r.dtype) * level.inv_diag
 
 
 class MultigridNeuralOperator(nn.Module):
@@ -288,8 +332,9 @@ class NeuralMultigridPreconditioner(Preconditioner):
     """A :class:`MultigridNeuralOperator` attached to one system ``-div(a grad u) = f``.
 
     ``apply(r)`` takes ``(n,)`` or ``(B, n)`` residuals (numpy or torch, any device the network is
-    on) and runs the learned V-cycle in float64. Linear in ``r`` but not symmetric: use it in
-    :func:`pdesurrogates.linalg.fcg`.
+    on) and runs the learned V-cycle in float64 around convolutions in the network's dtype (a
+    float32 network is linear in ``r`` up to float32 rounding; ``network.double()`` makes it exact
+    at several times the cost on CPU). Not symmetric: use it in :func:`pdesurrogates.linalg.fcg`.
 
     Args:
         network: trained network.
@@ -307,7 +352,6 @@ class NeuralMultigridPreconditioner(Preconditioner):
             if grid.ndim != network.config.ndim:
                 raise ValueError(f"network is {network.config.ndim}D but the grid {grid.shape} is {grid.ndim}D")
             param = next(network.parameters())
-            self._net64 = _double_copy(network)
             self.hierarchy = MultigridHierarchy(grid, coefficient, network.config.coarsest_nodes,
                                                 dtype=torch.float64, device=param.device)
 
@@ -326,7 +370,7 @@ class NeuralMultigridPreconditioner(Preconditioner):
             raise ValueError(f"residual has length {r_t.shape[-1]}, the grid {self.hierarchy.grid.shape} has {n} unknowns")
         device = self.hierarchy.levels[0].a.device
         field = r_t.reshape(-1, 1, *shape).to(device=device, dtype=torch.float64)
-        z = self._net64(self.hierarchy, field).reshape(-1, n).to(device=r_t.device, dtype=r_t.dtype)
+        z = self.network(self.hierarchy, field).reshape(-1, n).to(device=r_t.device, dtype=r_t.dtype)
         z = z.reshape(r_t.shape)
         return z.numpy() if isinstance(r, np.ndarray) else z
 
@@ -362,13 +406,6 @@ class NeuralMultigridPreconditioner(Preconditioner):
         except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
             raise ValueError(f"{weights}: cannot load neural-multigrid weights ({exc})") from exc
         return cls(net, grid, coefficient)
-
-
-def _double_copy(network: MultigridNeuralOperator) -> MultigridNeuralOperator:
-    copy = MultigridNeuralOperator(network.config)
-    copy.load_state_dict(network.state_dict())
-    param = next(network.parameters())
-    return copy.to(device=param.device, dtype=torch.float64).eval()
 
 
 @dataclass(frozen=True)
