@@ -198,3 +198,30 @@ def test_plain_cg_needs_more_iterations_on_the_same_system(trained):
     A = diffusion_matrix(np.ones(grid.shape), grid)
     b = np.random.default_rng(5).standard_normal(A.shape[0])
     assert 4 * fcg(A, b, M=NeuralMultigridPreconditioner(net, grid), rtol=1e-6).iterations < cg(A, b, rtol=1e-6).iterations
+
+
+def test_registry_mgno_trained_for_seconds_is_a_working_fcg_preconditioner():
+    """A generic surrogate from the model registry, input (log a, r), trained with the energy loss."""
+    from pdesurrogates.models import MgNOConfig, build
+    from pdesurrogates.solvers.learned.neural_preconditioner import (
+        NeuralOperatorPreconditioner,
+        OperatorPreconditionerTrainConfig,
+        train_operator_preconditioner,
+    )
+
+    torch.manual_seed(0)
+    model = build(MgNOConfig(in_channels=2, width=8, n_layers=2, levels=4))
+    history = train_operator_preconditioner(model, OperatorPreconditionerTrainConfig(resolution=17, steps=200, seed=0))
+    assert np.mean(history[:5]) > 0.5 and np.mean(history[-20:]) < 0.2
+    grid = Grid((18, 18))
+    rng = np.random.default_rng(0)
+    for a in (np.ones(grid.shape), _darcy(18)):
+        A = diffusion_matrix(a, grid)
+        b = rng.standard_normal(A.shape[0])
+        res = fcg(A, b, M=NeuralOperatorPreconditioner(model, grid, a), m=2, rtol=1e-6, maxiter=200)
+        assert res.converged and np.linalg.norm(b - A @ res.x) <= 1.01e-6 * np.linalg.norm(b)
+        assert 2 * res.iterations <= cg(A, b, rtol=1e-6).iterations
+    with pytest.raises(ValueError, match="shape"):
+        NeuralOperatorPreconditioner(model, grid, np.ones((5, 5)))
+    with pytest.raises(ValueError, match="positive"):
+        NeuralOperatorPreconditioner(model, grid, -np.ones(grid.shape))

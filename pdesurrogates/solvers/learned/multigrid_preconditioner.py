@@ -52,6 +52,8 @@ __all__ = [
     "MultigridPreconditionerConfig",
     "MultigridTrainConfig",
     "NeuralMultigridPreconditioner",
+    "random_errors",
+    "sample_coefficients",
     "train_multigrid_preconditioner",
     "vcycle_energy_loss",
 ]
@@ -457,7 +459,8 @@ def random_errors(n: int, shape: tuple[int, ...], generator: torch.Generator) ->
     return out / out.flatten(1).norm(dim=1).reshape(n, *(1,) * (ndim + 1))
 
 
-def _coefficient_pool(config: MultigridTrainConfig, generator: torch.Generator) -> torch.Tensor:
+def sample_coefficients(config: MultigridTrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """``(n_coefficients, 1, *grid)`` float64 coefficient pool for training (see ``config.coefficient``)."""
     from pdesurrogates.physics.darcy import sample_coefficient
 
     shape = (config.resolution,) * config.ndim
@@ -485,7 +488,7 @@ def train_multigrid_preconditioner(
         **{**asdict(config.model), "ndim": config.ndim})
     net = MultigridNeuralOperator(model_cfg).double()
     grid = Grid((config.resolution,) * config.ndim)
-    coefficients = _coefficient_pool(config, gen)
+    coefficients = sample_coefficients(config, gen)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(config.steps, 1))
     history = []
