@@ -98,6 +98,10 @@ def test_single_level_is_the_exact_inverse_and_fcg_takes_one_step():
     b = np.random.default_rng(0).standard_normal(A.shape[0])
     np.testing.assert_allclose(A @ M.apply(b), b, rtol=1e-12)
     assert fcg(A, b, M=M, rtol=1e-10).iterations == 1
+    shifted = NeuralMultigridPreconditioner(MultigridNeuralOperator(), grid, a, shift=7.0)
+    np.testing.assert_allclose((A + 7.0 * sp.identity(A.shape[0])) @ shifted.apply(b), b, rtol=1e-12)
+    with pytest.raises(ValueError, match="shift"):
+        M.for_system(grid, a, shift=-1.0)
 
 
 def test_preconditioner_is_linear_in_the_residual_and_batched(trained):
@@ -225,3 +229,20 @@ def test_registry_mgno_trained_for_seconds_is_a_working_fcg_preconditioner():
         NeuralOperatorPreconditioner(model, grid, np.ones((5, 5)))
     with pytest.raises(ValueError, match="positive"):
         NeuralOperatorPreconditioner(model, grid, -np.ones(grid.shape))
+
+
+def test_benchmark_script_smoke_writes_results_and_checks_targets(tmp_path):
+    import importlib.util
+
+    from pdesurrogates.bench.report import REPO
+
+    spec = importlib.util.spec_from_file_location("_bench_lp", REPO / "benchmarks" / "learned_preconditioner.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.run("smoke", seed=0, out_dir=tmp_path)
+    assert {p.suffix for p in tmp_path.iterdir()} >= {".json", ".md", ".png"}
+    rows = {(r["problem"], r["n"], r["method"]): r for r in out["rows"]}
+    # the untrained network is classical multigrid: grid-independent and far below CG
+    assert rows[("poisson2d", 32, "Jacobi multigrid (untrained)")]["iterations"] * 5 < rows[("poisson2d", 32, "CG")]["iterations"]
+    assert out["targets"]["poisson2d"]["neural multigrid"] == {
+        "fewer_than_ic0": True, "within_2x_amg": True, "exponent_at_most_half_cg": True}

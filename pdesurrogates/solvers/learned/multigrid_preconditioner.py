@@ -176,10 +176,11 @@ def diffusion_diagonal(a: torch.Tensor, grid: Grid) -> torch.Tensor:
 class _Level:
     """One grid of the hierarchy: operator, inverse diagonal, encoded coefficient, transfers."""
 
-    def __init__(self, grid: Grid, a: torch.Tensor) -> None:
+    def __init__(self, grid: Grid, a: torch.Tensor, shift: float = 0.0) -> None:
         self.grid = grid
         self.a = a  # (B or 1, 1, *grid.shape)
-        self.inv_diag = 1.0 / diffusion_diagonal(a, grid)
+        self.shift = shift
+        self.inv_diag = 1.0 / (diffusion_diagonal(a, grid) + shift)
         log_a = torch.log(a)
         self.log_a = pad_interior(log_a - log_a.mean(tuple(range(1, a.ndim)), keepdim=True), grid.ndim)
         self.transfer: _LinearInterpolation | None = None  # to the next coarser level
@@ -187,7 +188,8 @@ class _Level:
         self.coarse_inverse: torch.Tensor | None = None
 
     def apply_A(self, u: torch.Tensor) -> torch.Tensor:
-        return apply_diffusion(self.a, pad_dirichlet(u, self.grid.ndim), self.grid)
+        out = apply_diffusion(self.a, pad_dirichlet(u, self.grid.ndim), self.grid)
+        return out + self.shift * u if self.shift else out
 
 
 def pad_interior(x: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -202,10 +204,11 @@ class MultigridHierarchy:
         grid: fine Dirichlet grid.
         coefficient: ``(*grid.shape)`` or ``(B, 1, *grid.shape)`` positive node values (``None``: a = 1).
         coarsest_nodes: stop coarsening at this many nodes per side.
+        shift: ``c >= 0`` of the operator ``-div(a grad .) + c I`` on every level.
         dtype, device: of the stored tensors.
     """
 
-    def __init__(self, grid: Grid, coefficient=None, coarsest_nodes: int = 5,
+    def __init__(self, grid: Grid, coefficient=None, coarsest_nodes: int = 5, shift: float = 0.0,
                  dtype: torch.dtype = torch.float64, device=None) -> None:
         if grid.boundary != "dirichlet":
             raise ValueError(f"MultigridHierarchy needs a Dirichlet grid, got {grid.boundary!r}")
@@ -219,7 +222,9 @@ class MultigridHierarchy:
                              f"or (batch, 1, *{grid.shape})")
         if not torch.isfinite(a).all() or not (a > 0).all():
             raise ValueError("coefficient must be finite and positive everywhere")
-        self.levels = [_Level(grid, a)]
+        if not (math.isfinite(shift) and shift >= 0):
+            raise ValueError(f"shift must be finite and >= 0, got {shift}")
+        self.levels = [_Level(grid, a, shift)]
         while max(self.levels[-1].grid.shape) > coarsest_nodes:
             fine = self.levels[-1]
             shape = tuple(math.ceil((s - 1) / 2) + 1 for s in fine.grid.shape)
@@ -227,11 +232,11 @@ class MultigridHierarchy:
             fine.transfer = _LinearInterpolation(fine.grid.shape, shape, device=device)
             a_c = fine.transfer.full_transpose(fine.a) / fine.transfer.full_transpose(torch.ones_like(fine.a))
             fine.restrict_scale = math.prod(hf / hc for hf, hc in zip(fine.grid.spacing, coarse_grid.spacing))
-            self.levels.append(_Level(coarse_grid, a_c))
+            self.levels.append(_Level(coarse_grid, a_c, shift))
         last = self.levels[-1]
         k = math.prod(last.grid.interior_shape)
         eye = torch.eye(k, dtype=dtype, device=device).reshape(k, *last.grid.interior_shape)
-        cols = apply_diffusion(last.a, pad_dirichlet(eye, nd)[None], last.grid)  # (B or 1, k, *interior)
+        cols = apply_diffusion(last.a, pad_dirichlet(eye, nd)[None], last.grid) + shift * eye  # (B or 1, k, *int)
         dense = cols.reshape(cols.shape[0], k, k)
         last.coarse_inverse = torch.linalg.inv(dense)  # (B or 1, k, k), symmetric
 
@@ -342,24 +347,27 @@ class NeuralMultigridPreconditioner(Preconditioner):
         network: trained network.
         grid: the system's Dirichlet grid (boundary nodes included).
         coefficient: node values ``grid.shape`` (``None``: the Laplacian).
+        shift: ``c >= 0`` for the system ``-div(a grad u) + c u`` (implicit time steps:
+            ``c = 1/dt``), applied on every level.
     """
 
     linear = True
     symmetric = False
 
-    def __init__(self, network: MultigridNeuralOperator, grid: Grid | None = None, coefficient=None) -> None:
+    def __init__(self, network: MultigridNeuralOperator, grid: Grid | None = None, coefficient=None,
+                 shift: float = 0.0) -> None:
         self.network = network.eval()
         self.hierarchy = None
         if grid is not None:
             if grid.ndim != network.config.ndim:
                 raise ValueError(f"network is {network.config.ndim}D but the grid {grid.shape} is {grid.ndim}D")
             param = next(network.parameters())
-            self.hierarchy = MultigridHierarchy(grid, coefficient, network.config.coarsest_nodes,
+            self.hierarchy = MultigridHierarchy(grid, coefficient, network.config.coarsest_nodes, shift,
                                                 dtype=torch.float64, device=param.device)
 
-    def for_system(self, grid: Grid, coefficient=None) -> NeuralMultigridPreconditioner:
+    def for_system(self, grid: Grid, coefficient=None, shift: float = 0.0) -> NeuralMultigridPreconditioner:
         """The same network attached to the system on ``grid`` with ``coefficient``."""
-        return NeuralMultigridPreconditioner(self.network, grid, coefficient)
+        return NeuralMultigridPreconditioner(self.network, grid, coefficient, shift)
 
     @torch.no_grad()
     def apply(self, r):
@@ -389,7 +397,8 @@ class NeuralMultigridPreconditioner(Preconditioner):
         return path
 
     @classmethod
-    def load(cls, path: str | Path, grid: Grid | None = None, coefficient=None) -> NeuralMultigridPreconditioner:
+    def load(cls, path: str | Path, grid: Grid | None = None, coefficient=None,
+             shift: float = 0.0) -> NeuralMultigridPreconditioner:
         """Load a saved directory (weights read with ``weights_only=True``), optionally attached to a system."""
         path = Path(path)
         cfg_file, weights = path / "config.json", path / "weights.pt"
@@ -407,7 +416,7 @@ class NeuralMultigridPreconditioner(Preconditioner):
             net.load_state_dict(torch.load(weights, weights_only=True, map_location="cpu"))
         except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
             raise ValueError(f"{weights}: cannot load neural-multigrid weights ({exc})") from exc
-        return cls(net, grid, coefficient)
+        return cls(net, grid, coefficient, shift)
 
 
 @dataclass(frozen=True)
