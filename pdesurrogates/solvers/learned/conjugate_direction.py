@@ -18,12 +18,14 @@ size; training sizes and step counts are small enough for a CPU.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import math
 import pickle
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,16 +38,16 @@ from pdesurrogates.physics.grid import Grid
 from pdesurrogates.physics.operators import apply_diffusion, diffusion_matrix, pad_dirichlet
 
 __all__ = [
+    "ConjugateDirectionNet",
     "DCDMConfig",
     "DCDMTrainConfig",
-    "ConjugateDirectionNet",
     "GridDiffusionOperator",
-    "ritz_vectors",
-    "ritz_training_set",
-    "dcdm_loss",
-    "train_dcdm",
     "LearnedPreconditioner",
     "dcdm",
+    "dcdm_loss",
+    "ritz_training_set",
+    "ritz_vectors",
+    "train_dcdm",
 ]
 
 
@@ -58,6 +60,14 @@ class DCDMConfig:
         channels: feature channels (the paper uses 16).
         fine_blocks: residual blocks before the coarsening and after the upsampling (each).
         coarse_blocks: residual blocks on the coarse level.
+        skip_levels: levels of a fixed multilevel skip path ``output = net(r) + s * smooth(r)`` with
+            a learned scalar ``s`` (init 1), where ``smooth(r) = sum_l 4^(l - L) U_l P_l r``,
+            ``l = 0..L``, ``P_l`` the ``2^l``-block average and ``U_l`` its piecewise-constant
+            prolongation (a BPX-like preconditioner: SPD, eigenvalues in ``[4^-L, 4/3]`` where the
+            blocks tile the grid). ``0`` disables the path (checkpoints written before this field).
+        bias: convolution biases. Without biases the network is positively homogeneous
+            (``f(c r) = c f(r)`` for ``c > 0``), so its output does not depend on how the input is
+            scaled, which differs between grid sizes for a unit-norm residual.
     """
 
     name: str = "dcdm"
@@ -65,16 +75,23 @@ class DCDMConfig:
     channels: int = 16
     fine_blocks: int = 2
     coarse_blocks: int = 3
+    skip_levels: int = 3
+    bias: bool = False
 
     def __post_init__(self) -> None:
         if self.ndim not in (2, 3):
             raise ValueError(f"DCDMConfig.ndim must be 2 or 3, got {self.ndim}")
-        if self.channels < 1 or self.fine_blocks < 0 or self.coarse_blocks < 0:
+        if self.channels < 1 or self.fine_blocks < 0 or self.coarse_blocks < 0 or self.skip_levels < 0:
             raise ValueError(f"DCDMConfig sizes must be positive: {self}")
 
 
+# Values of DCDMConfig fields added after the first checkpoints were written, as those checkpoints
+# were built; :meth:`LearnedPreconditioner.load` fills them in when config.json lacks them.
+_LEGACY_CONFIG = {"skip_levels": 0, "bias": True}
+
+
 class _ResidualBlock(nn.Module):
-    def __init__(self, conv: type[nn.Module], channels: int) -> None:
+    def __init__(self, conv: Callable[..., nn.Module], channels: int) -> None:
         super().__init__()
         self.conv1 = conv(channels, channels, 3, padding=1)
         self.conv2 = conv(channels, channels, 3, padding=1)
@@ -88,7 +105,10 @@ class ConjugateDirectionNet(nn.Module):
 
     Zero padding matches the homogeneous Dirichlet boundary of the systems it is trained on.
     Any grid size works (odd sizes included): the coarse features are interpolated back to the
-    fine size.
+    fine size. With ``config.skip_levels > 0`` a fixed multilevel average of the input, scaled by a
+    learned scalar, is added to the output and the final projection starts small, so an untrained
+    network is already an SPD (BPX-like) preconditioner: the scale-free loss starts below 1 with
+    useful gradients, instead of on its plateau at 1 where ``f(b)`` is uncorrelated with ``b``.
 
     >>> net = ConjugateDirectionNet(DCDMConfig(ndim=2))
     >>> net(torch.randn(2, 1, 9, 11)).shape
@@ -98,7 +118,8 @@ class ConjugateDirectionNet(nn.Module):
     def __init__(self, config: DCDMConfig = DCDMConfig()) -> None:
         super().__init__()
         self.config = config
-        conv = nn.Conv2d if config.ndim == 2 else nn.Conv3d
+        conv_type = nn.Conv2d if config.ndim == 2 else nn.Conv3d
+        conv = functools.partial(conv_type, bias=config.bias)
         c = config.channels
         self.lift = conv(1, c, 3, padding=1)
         self.fine_in = nn.Sequential(*[_ResidualBlock(conv, c) for _ in range(config.fine_blocks)])
@@ -107,6 +128,24 @@ class ConjugateDirectionNet(nn.Module):
         self.project = conv(c, 1, 1)
         self._pool = nn.functional.avg_pool2d if config.ndim == 2 else nn.functional.avg_pool3d
         self._mode = "bilinear" if config.ndim == 2 else "trilinear"
+        if config.skip_levels > 0:
+            self.skip_scale = nn.Parameter(torch.ones(()))
+            with torch.no_grad():
+                self.project.weight.mul_(1e-2)
+                if self.project.bias is not None:
+                    self.project.bias.zero_()
+
+    def smooth(self, r: torch.Tensor) -> torch.Tensor:
+        """The fixed skip path ``sum_l 4^(l - L) U_l P_l r`` (see :class:`DCDMConfig`)."""
+        levels = self.config.skip_levels
+        out = r * 4.0**-levels
+        for level in range(1, levels + 1):
+            block = tuple(min(2**level, n) for n in r.shape[2:])
+            coarse = self._pool(r, block, ceil_mode=True)  # a partial edge block averages its own nodes
+            for d in range(2, r.ndim):  # piecewise-constant prolongation: U_l P_l is an orthogonal projection
+                coarse = coarse.repeat_interleave(block[d - 2], dim=d).narrow(d, 0, r.shape[d])
+            out = out + 4.0 ** (level - levels) * coarse
+        return out
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         nd = self.config.ndim
@@ -120,7 +159,10 @@ class ConjugateDirectionNet(nn.Module):
         coarse = self._pool(fine, 2, ceil_mode=True)
         coarse = self.coarse(coarse)
         up = nn.functional.interpolate(coarse, size=fine.shape[2:], mode=self._mode, align_corners=False)
-        return self.project(self.fine_out(fine + up))
+        out = self.project(self.fine_out(fine + up))
+        if self.config.skip_levels > 0:
+            out = out + self.skip_scale * self.smooth(r)
+        return out
 
 
 class GridDiffusionOperator:
@@ -208,10 +250,10 @@ def ritz_training_set(
     """
     n = operator.n
     k = min(n, n_ritz or min(n, 400))
-    op64 = lambda v: operator(torch.from_numpy(v)[None]).numpy()[0]  # noqa: E731
+    op64 = lambda v: operator(torch.from_numpy(v)[None]).numpy()[0]
     _, V = ritz_vectors(op64, n, k, seed=seed)
     weights = np.ones(k)
-    weights[: max(1, int(round(low_fraction * k)))] = low_weight
+    weights[: max(1, round(low_fraction * k))] = low_weight
     rng = np.random.default_rng(seed + 1)
     coeffs = rng.standard_normal((n_samples, k)) * weights
     B = coeffs @ V.T
@@ -237,7 +279,14 @@ def dcdm_loss(q: torch.Tensor, b: torch.Tensor, apply_A: Callable[[torch.Tensor]
 
 @dataclass(frozen=True)
 class DCDMTrainConfig:
-    """Training of a DCDM network on one grid (the paper: Adam, lr 1e-4, batch 10)."""
+    """Training of a DCDM network on one grid (the paper: Adam, lr 1e-4, batch 10).
+
+    The learning rate rises linearly from 0 over ``warmup_steps`` and then follows a cosine down to
+    ``lr * final_lr_fraction``; gradients are clipped to norm ``grad_clip`` (``0``: no clipping).
+    The loss is computed in float64. A fraction ``val_fraction`` of the Ritz samples is held out,
+    the validation loss is measured every ``val_every`` steps and at the end, and the weights with
+    the lowest validation loss are returned (``val_fraction = 0``: the last weights).
+    """
 
     resolution: int = 32
     ndim: int = 2
@@ -248,7 +297,28 @@ class DCDMTrainConfig:
     batch_size: int = 16
     lr: float = 1e-3
     seed: int = 0
+    warmup_steps: int = 100
+    final_lr_fraction: float = 0.05
+    grad_clip: float = 1.0
+    val_fraction: float = 0.1
+    val_every: int = 50
     model: DCDMConfig = field(default_factory=DCDMConfig)
+
+    def __post_init__(self) -> None:
+        if self.warmup_steps < 0 or self.grad_clip < 0 or self.val_every < 1:
+            raise ValueError(f"DCDMTrainConfig: warmup_steps >= 0, grad_clip >= 0, val_every >= 1 required: {self}")
+        if not 0 <= self.val_fraction < 1 or not 0 <= self.final_lr_fraction <= 1:
+            raise ValueError(f"DCDMTrainConfig: val_fraction in [0, 1), final_lr_fraction in [0, 1] required: {self}")
+
+
+def _lr_factor(step: int, config: DCDMTrainConfig) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine decay to ``final_lr_fraction``."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    span = max(1, config.steps - config.warmup_steps)
+    t = min(1.0, (step - config.warmup_steps) / span)
+    f = config.final_lr_fraction
+    return f + (1 - f) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def train_dcdm(
@@ -265,7 +335,8 @@ def train_dcdm(
         progress: optional ``callback(step, loss)``.
 
     Returns:
-        ``(network, loss history)``.
+        ``(network, loss history)``: the network with the best validation loss (see
+        :class:`DCDMTrainConfig`) and the training loss of every step.
     """
     torch.manual_seed(config.seed)  # seeds the network initialisation; batches use their own generator
     if operator is None:
@@ -275,19 +346,36 @@ def train_dcdm(
     )
     net = ConjugateDirectionNet(model_cfg)
     data = ritz_training_set(operator, config.n_samples, config.n_ritz, seed=config.seed)
+    n_val = round(config.val_fraction * data.shape[0])
+    val, data = data[:n_val], data[n_val:]  # samples are i.i.d., so the first ones are a fair hold-out
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: _lr_factor(step, config))
     gen = torch.Generator().manual_seed(config.seed)
+
+    def loss_of(b: torch.Tensor) -> torch.Tensor:  # float64 reductions: the loss is 1 - O(cos^2)
+        return dcdm_loss(net(b).double(), b.double(), operator)
+
+    best_loss, best_state = math.inf, None
     history = []
     for step in range(config.steps):
         idx = torch.randint(0, data.shape[0], (config.batch_size,), generator=gen)
-        b = data[idx]
-        loss = dcdm_loss(net(b), b, operator)  # applies A in the batch's float32
+        loss = loss_of(data[idx])
         opt.zero_grad()
         loss.backward()
+        if config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
         opt.step()
+        sched.step()
         history.append(float(loss.detach()))
         if progress is not None:
             progress(step, history[-1])
+        if n_val and ((step + 1) % config.val_every == 0 or step + 1 == config.steps):
+            with torch.no_grad():
+                val_loss = float(loss_of(val))
+            if val_loss < best_loss:
+                best_loss, best_state = val_loss, copy.deepcopy(net.state_dict())
+    if best_state is not None:
+        net.load_state_dict(best_state)
     return net, history
 
 
@@ -311,7 +399,7 @@ class LearnedPreconditioner(Preconditioner):
         self.network = network.eval()
         self.shape = tuple(shape) if shape is not None else None
 
-    def for_shape(self, shape: tuple[int, ...]) -> "LearnedPreconditioner":
+    def for_shape(self, shape: tuple[int, ...]) -> LearnedPreconditioner:
         """The same network attached to an interior grid of ``shape``."""
         if len(shape) != self.network.config.ndim:
             raise ValueError(
@@ -354,7 +442,7 @@ class LearnedPreconditioner(Preconditioner):
         return path
 
     @classmethod
-    def load(cls, path: str | Path, shape: tuple[int, ...] | None = None) -> "LearnedPreconditioner":
+    def load(cls, path: str | Path, shape: tuple[int, ...] | None = None) -> LearnedPreconditioner:
         """Load a saved preconditioner directory (weights read with ``weights_only=True``)."""
         path = Path(path)
         cfg_file, weights = path / "config.json", path / "weights.pt"
@@ -367,7 +455,7 @@ class LearnedPreconditioner(Preconditioner):
             raise ValueError(f"{cfg_file}: not valid JSON ({exc})") from exc
         if meta.get("kind") != "dcdm":
             raise ValueError(f"{cfg_file}: kind {meta.get('kind')!r} is not a DCDM preconditioner")
-        config = DCDMConfig(**meta["config"])
+        config = DCDMConfig(**{**_LEGACY_CONFIG, **meta["config"]})
         net = ConjugateDirectionNet(config)
         try:
             state = torch.load(weights, weights_only=True, map_location="cpu")
