@@ -96,7 +96,7 @@ def train_networks(sizes: dict, seed: int) -> tuple[dict, dict]:
     """The four trained networks and their training summaries."""
     nets, info = {}, {}
     (net, hist), sec = _timed(lambda: train_dcdm(DCDMTrainConfig(resolution=34, steps=sizes["dcdm_steps"],
-                                                                 seed=seed)))
+                                                                 n_samples=1024, n_ritz=400, seed=seed)))
     nets["dcdm2"], info["dcdm2d"] = net, {"seconds": sec, "final_loss": float(np.mean(hist[-50:]))}
     (net, hist), sec = _timed(lambda: train_dcdm(DCDMTrainConfig(resolution=18, ndim=3, steps=sizes["dcdm3d_steps"],
                                                                  n_samples=512, n_ritz=300, seed=seed,
@@ -131,7 +131,8 @@ def run(size: str = "small", seed: int = 2, out_dir: Path | None = None) -> dict
     fits = growth_exponents(rows)
     targets = check_targets(rows, fits)
     config = {"size": size, "seed": seed, "rtol": RTOL, "omegas": OMEGAS, "sizes": sizes,
-              "dcdm2d": asdict(DCDMTrainConfig(resolution=34, steps=sizes["dcdm_steps"], seed=seed)),
+              "dcdm2d": asdict(DCDMTrainConfig(resolution=34, steps=sizes["dcdm_steps"], n_samples=1024, n_ritz=400,
+                                               seed=seed)),
               "neural_multigrid2d": asdict(MultigridTrainConfig(resolution=33, steps=sizes["mg_steps"], seed=seed))}
     extra = {"training": training, "growth_exponents": fits, "targets": targets}
     paths = write_results("learned_preconditioner", rows, config=config, extra=extra, notes=_notes(training, fits, targets),
