@@ -246,3 +246,20 @@ def test_benchmark_script_smoke_writes_results_and_checks_targets(tmp_path):
     assert rows[("poisson2d", 32, "Jacobi multigrid (untrained)")]["iterations"] * 5 < rows[("poisson2d", 32, "CG")]["iterations"]
     assert out["targets"]["poisson2d"]["neural multigrid"] == {
         "fewer_than_ic0": True, "within_2x_amg": True, "exponent_at_most_half_cg": True}
+
+
+def test_train_command_trains_neural_multigrid_from_config(tmp_path):
+    from pdesurrogates.cli import main
+
+    args = ["train", "--config", "configs/neural_multigrid.toml", "--set", "neural_multigrid.steps=3",
+            "--set", "neural_multigrid.resolution=9", "--set", "neural_multigrid.n_coefficients=2",
+            "--out", str(tmp_path / "run")]
+    assert main(args) == 0
+    grid = Grid((10, 10))
+    M = NeuralMultigridPreconditioner.load(tmp_path / "run" / "preconditioner", grid)
+    A = diffusion_matrix(np.ones(grid.shape), grid)
+    assert fcg(A, np.ones(64), M=M, rtol=1e-8).converged
+    assert main(args) == 2  # refuses to overwrite the finished run
+    bad = tmp_path / "bad.toml"
+    bad.write_text('task = "neural_multigrid"\n[neural_multigrid]\nresolutoin = 9\n')
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "run2")]) == 2

@@ -70,7 +70,11 @@ TASKS: Mapping[str, tuple[str, str]] = types.MappingProxyType(
         ),
         "dcdm": (
             "pdesurrogates.train.dcdm_task:dcdm_config_from_dict",
-            "pdesurrogates.train.dcdm_task:train_dcdm_task",
+            "pdesurrogates.train.dcdm_task:train_preconditioner_task",
+        ),
+        "neural_multigrid": (
+            "pdesurrogates.train.dcdm_task:multigrid_config_from_dict",
+            "pdesurrogates.train.dcdm_task:train_preconditioner_task",
         ),
     }
 )
