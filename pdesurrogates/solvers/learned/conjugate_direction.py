@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import math
-import pickle
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,10 +30,10 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-import pdesurrogates
 from pdesurrogates.linalg.preconditioners import Preconditioner
 from pdesurrogates.physics.grid import Grid
 from pdesurrogates.physics.operators import apply_diffusion, diffusion_matrix, pad_dirichlet
+from pdesurrogates.solvers.learned._checkpoint import load_network, save_network
 
 __all__ = [
     "ConjugateDirectionNet",
@@ -429,41 +427,12 @@ class LearnedPreconditioner(Preconditioner):
 
     def save(self, path: str | Path, *, overwrite: bool = False, extra: dict | None = None) -> Path:
         """Write ``weights.pt`` + ``config.json`` into the directory ``path``."""
-        path = Path(path)
-        if path.exists() and any(path.iterdir()) and not overwrite:
-            raise FileExistsError(f"{path} exists and is not empty; pass overwrite=True to replace it")
-        path.mkdir(parents=True, exist_ok=True)
-        torch.save(self.network.state_dict(), path / "weights.pt")
-        meta = {
-            "kind": "dcdm",
-            "config": asdict(self.network.config),
-            "pdesurrogates_version": pdesurrogates.__version__,
-            "extra": extra or {},
-        }
-        (path / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-        return path
+        return save_network(path, self.network, asdict(self.network.config), "dcdm", overwrite=overwrite, extra=extra)
 
     @classmethod
     def load(cls, path: str | Path, shape: tuple[int, ...] | None = None) -> LearnedPreconditioner:
         """Load a saved preconditioner directory (weights read with ``weights_only=True``)."""
-        path = Path(path)
-        cfg_file, weights = path / "config.json", path / "weights.pt"
-        for f in (cfg_file, weights):
-            if not f.is_file():
-                raise FileNotFoundError(f"{path} is not a learned-preconditioner checkpoint: {f.name} missing")
-        try:
-            meta = json.loads(cfg_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{cfg_file}: not valid JSON ({exc})") from exc
-        if meta.get("kind") != "dcdm":
-            raise ValueError(f"{cfg_file}: kind {meta.get('kind')!r} is not a DCDM preconditioner")
-        config = DCDMConfig(**{**_LEGACY_CONFIG, **meta["config"]})
-        net = ConjugateDirectionNet(config)
-        try:
-            state = torch.load(weights, weights_only=True, map_location="cpu")
-            net.load_state_dict(state)
-        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
-            raise ValueError(f"{weights}: cannot load DCDM weights for {config} ({exc})") from exc
+        net = load_network(path, "dcdm", lambda cfg: ConjugateDirectionNet(DCDMConfig(**{**_LEGACY_CONFIG, **cfg})))
         return cls(net, shape)
 
 

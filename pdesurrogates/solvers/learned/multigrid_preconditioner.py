@@ -30,9 +30,7 @@ ICML 2019). No solution of the PDE is needed.
 
 from __future__ import annotations
 
-import json
 import math
-import pickle
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,10 +39,10 @@ import numpy as np
 import torch
 from torch import nn
 
-import pdesurrogates
 from pdesurrogates.linalg.preconditioners import Preconditioner
 from pdesurrogates.physics.grid import Grid
 from pdesurrogates.physics.operators import apply_diffusion, harmonic_face_average, pad_dirichlet
+from pdesurrogates.solvers.learned._checkpoint import load_network, save_network
 
 __all__ = [
     "MultigridHierarchy",
@@ -386,36 +384,15 @@ class NeuralMultigridPreconditioner(Preconditioner):
 
     def save(self, path: str | Path, *, overwrite: bool = False, extra: dict | None = None) -> Path:
         """Write ``weights.pt`` + ``config.json`` into the directory ``path``."""
-        path = Path(path)
-        if path.exists() and any(path.iterdir()) and not overwrite:
-            raise FileExistsError(f"{path} exists and is not empty; pass overwrite=True to replace it")
-        path.mkdir(parents=True, exist_ok=True)
-        torch.save(self.network.state_dict(), path / "weights.pt")
-        meta = {"kind": "neural_multigrid", "config": asdict(self.network.config),
-                "pdesurrogates_version": pdesurrogates.__version__, "extra": extra or {}}
-        (path / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-        return path
+        return save_network(path, self.network, asdict(self.network.config), "neural_multigrid",
+                            overwrite=overwrite, extra=extra)
 
     @classmethod
     def load(cls, path: str | Path, grid: Grid | None = None, coefficient=None,
              shift: float = 0.0) -> NeuralMultigridPreconditioner:
         """Load a saved directory (weights read with ``weights_only=True``), optionally attached to a system."""
-        path = Path(path)
-        cfg_file, weights = path / "config.json", path / "weights.pt"
-        for f in (cfg_file, weights):
-            if not f.is_file():
-                raise FileNotFoundError(f"{path} is not a neural-multigrid checkpoint: {f.name} missing")
-        try:
-            meta = json.loads(cfg_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{cfg_file}: not valid JSON ({exc})") from exc
-        if meta.get("kind") != "neural_multigrid":
-            raise ValueError(f"{cfg_file}: kind {meta.get('kind')!r} is not a neural-multigrid preconditioner")
-        net = MultigridNeuralOperator(MultigridPreconditionerConfig(**meta["config"]))
-        try:
-            net.load_state_dict(torch.load(weights, weights_only=True, map_location="cpu"))
-        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
-            raise ValueError(f"{weights}: cannot load neural-multigrid weights ({exc})") from exc
+        net = load_network(path, "neural_multigrid",
+                           lambda cfg: MultigridNeuralOperator(MultigridPreconditionerConfig(**cfg)))
         return cls(net, grid, coefficient, shift)
 
 
