@@ -282,3 +282,29 @@ def test_preconditioner_subclass_overriding_apply_works_in_fcg():
         M.as_linear_operator() if M.linear else Preconditioner.apply(M, b)
     with pytest.raises(ValueError, match="size 5, but A is 100 x 100"):
         fcg(A, b, M=JacobiPreconditioner(gallery.poisson1d(5)))
+
+
+class _Stagnating(Preconditioner):
+    """Nonlinear: nearly the same direction whatever the residual, plus a tiny multiple of r.
+    Each FCG step along it descends (p.r > 0) but removes almost nothing."""
+
+    linear = False
+
+    def __init__(self, direction: torch.Tensor) -> None:
+        super().__init__(direction.shape[0])
+        self.direction = direction
+
+    def _apply(self, R):
+        return self.direction.to(R.dtype) * torch.linalg.vector_norm(R, dim=1, keepdim=True) + 1e-7 * R
+
+
+def test_fcg_restarts_a_stagnating_nonlinear_preconditioner():
+    _, A, b = _diffusion(16, seed=1)
+    M = _Stagnating(torch.from_numpy(np.random.default_rng(0).standard_normal(A.shape[0])))
+    stuck = fcg(A, b, M=M, m=2, rtol=1e-6, maxiter=300, stagnation=None)  # measured: 214 iterations
+    saved = fcg(A, b, M=M, m=2, rtol=1e-6, maxiter=300)  # "auto": 0.05 for a nonlinear M; measured: 103
+    assert saved.converged and int(saved.info["restarts"]) > 0
+    assert not stuck.converged or 2 * saved.iterations < stuck.iterations
+    assert _rel(saved.x, spla.spsolve(A.tocsc(), b)) < 1e-5
+    with pytest.raises(ValueError, match="stagnation"):
+        fcg(A, b, M=M, stagnation=1.5)
