@@ -51,3 +51,20 @@ def test_krylov_on_gpu_equals_cpu():
         assert gpu.x.device.type == "cuda"
         assert (gpu.iterations.cpu() - cpu.iterations).abs().max() <= 1
         torch.testing.assert_close(gpu.x.cpu(), cpu.x, rtol=0, atol=1e-8)
+
+
+def test_neural_multigrid_preconditioner_on_gpu_equals_cpu():
+    from pdesurrogates.physics.grid import Grid
+    from pdesurrogates.solvers.learned.multigrid_preconditioner import (
+        MultigridNeuralOperator,
+        NeuralMultigridPreconditioner,
+    )
+
+    A, b = _pair(30)
+    grid = Grid((32, 32))  # gallery.poisson2d(30) is the Laplacian on this grid's interior
+    net = MultigridNeuralOperator().double()
+    cpu = fcg(A, b, M=NeuralMultigridPreconditioner(net, grid), rtol=1e-10)
+    gpu = fcg(A.cuda(), b.cuda(), M=NeuralMultigridPreconditioner(net.cuda(), grid), rtol=1e-10)
+    assert gpu.x.device.type == "cuda"
+    assert (gpu.iterations.cpu() - cpu.iterations).abs().max() <= 1
+    torch.testing.assert_close(gpu.x.cpu(), cpu.x, rtol=0, atol=1e-8)
