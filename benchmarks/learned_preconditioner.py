@@ -29,6 +29,7 @@ Writes benchmarks/results/<device>/learned_preconditioner.{json,md,png} (``--out
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import asdict
 from functools import partial
@@ -239,20 +240,25 @@ def _plot(rows, path) -> None:
     import matplotlib.pyplot as plt
 
     problems = sorted({r["problem"] for r in rows})
+    methods = sorted({r["method"] for r in rows})
+    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}  # one colour per method everywhere
     fig, axes = plt.subplots(2, len(problems), figsize=(5 * len(problems), 8), squeeze=False)
     for col, problem in enumerate(problems):
         sub = [r for r in rows if r["problem"] == problem]
         for method in sorted({r["method"] for r in sub}):
             pts = sorted((r["unknowns"], r["iterations"], r["seconds"]) for r in sub if r["method"] == method)
-            style = "s-" if method in LEARNED else "o--"
-            axes[0][col].loglog([p[0] for p in pts], [p[1] for p in pts], style, label=method)
-            axes[1][col].loglog([p[0] for p in pts], [p[2] for p in pts], style, label=method)
+            style = "s-" if method in LEARNED or "multigrid" in method else "o--"
+            for row, value in ((0, 1), (1, 2)):
+                axes[row][col].loglog([p[0] for p in pts], [p[value] for p in pts], style, color=colors[method],
+                                      label=method)
         axes[0][col].set(title=problem, xlabel="unknowns", ylabel="iterations to 1e-6")
         axes[1][col].set(xlabel="unknowns", ylabel="wall seconds (set-up + solve)")
         for ax in axes[:, col]:
             ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], color=colors[m], marker="s" if m in LEARNED or "multigrid" in m else "o",
+                          linestyle="-" if m in LEARNED or "multigrid" in m else "--") for m in methods]
+    fig.legend(handles, methods, loc="lower center", ncol=4, fontsize=8)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -262,7 +268,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
     parser.add_argument("--seed", type=int, default=2, help="training and right-hand-side seed")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results/<device>)")
+    parser.add_argument("--replot", type=Path, default=None, metavar="JSON",
+                        help="only redraw the PNG next to an existing results JSON")
     args = parser.parse_args(argv)
+    if args.replot is not None:
+        _plot(json.loads(args.replot.read_text())["rows"], args.replot.with_suffix(".png"))
+        return {"paths": {"png": args.replot.with_suffix(".png")}}
     out = run(args.size, args.seed, args.out)
     print(Path(out["paths"]["md"]).read_text())
     return out
