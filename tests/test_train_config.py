@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 from pdesurrogates.train.config import (
     TASKS,
@@ -21,8 +27,10 @@ from pdesurrogates.train.config import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-# Surrogate-training examples (task "surrogate"); the DCDM example is tested in tests/test_dcdm.py.
-CONFIGS = sorted(p for p in (REPO / "configs").glob("*.toml") if not p.stem.startswith("dcdm"))
+# Surrogate-training examples (task "surrogate"); the learned-preconditioner examples (tasks "dcdm" and
+# "neural_multigrid") are tested in tests/test_dcdm.py and tests/test_neural_multigrid.py.
+CONFIGS = sorted(p for p in (REPO / "configs").glob("*.toml")
+                 if tomllib.loads(p.read_text()).get("task", "surrogate") == "surrogate")
 
 BASE = """
 seed = 3
