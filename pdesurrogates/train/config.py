@@ -76,6 +76,10 @@ TASKS: Mapping[str, tuple[str, str]] = types.MappingProxyType(
             "pdesurrogates.train.dcdm_task:multigrid_config_from_dict",
             "pdesurrogates.train.dcdm_task:train_preconditioner_task",
         ),
+        "operator_preconditioner": (
+            "pdesurrogates.train.dcdm_task:operator_config_from_dict",
+            "pdesurrogates.train.dcdm_task:train_preconditioner_task",
+        ),
     }
 )
 """Task name -> (config parser, trainer), as ``"module:function"`` strings."""

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ __all__ = [
     "OperatorPreconditionerTrainConfig",
     "energy_cosine_loss",
     "train_operator_preconditioner",
+    "train_operator_preconditioner_from_config",
 ]
 
 
@@ -50,10 +52,24 @@ class NeuralOperatorPreconditioner(Preconditioner):
             channel 1 the residual padded with zeros on the boundary.
         grid: Dirichlet grid of the system (boundary nodes included).
         coefficient: node values of ``a``, shape ``grid.shape``.
+
+    A model trained by ``pdesurrogates train`` (``task = "operator_preconditioner"``) is a model
+    checkpoint (:func:`pdesurrogates.models.checkpoint.save_checkpoint`); :meth:`load` reads it.
     """
 
     linear = False
     symmetric = False
+
+    @classmethod
+    def load(cls, path, grid: Grid, coefficient=None) -> NeuralOperatorPreconditioner:
+        """The model checkpoint in ``path`` attached to the system on ``grid`` with ``coefficient``."""
+        from pdesurrogates.models.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path)
+        if ckpt.extra.get("kind") != "operator_preconditioner":
+            raise ValueError(f"{path}: checkpoint kind {ckpt.extra.get('kind')!r} is not 'operator_preconditioner' "
+                             "(train one with task = \"operator_preconditioner\")")
+        return cls(ckpt.model, grid, coefficient)
 
     def __init__(self, model: nn.Module, grid: Grid, coefficient=None) -> None:
         if grid.boundary != "dirichlet":
@@ -115,6 +131,27 @@ class OperatorPreconditionerTrainConfig:
     batch_size: int = 8
     lr: float = 1e-3
     seed: int = 0
+    model: Any = field(default_factory=lambda: _default_model())
+
+
+def _default_model():
+    from pdesurrogates.models import MgNOConfig
+
+    return MgNOConfig(in_channels=2, width=16, n_layers=4, levels=5)
+
+
+def train_operator_preconditioner_from_config(
+    config: OperatorPreconditionerTrainConfig, progress: Callable[[int, float], None] | None = None
+) -> tuple[nn.Module, list[float]]:
+    """Build ``config.model`` (2 input channels, 1 output, 2D) and train it; ``(model, history)``."""
+    import dataclasses
+
+    from pdesurrogates.models import build
+
+    model_cfg = dataclasses.replace(config.model, in_channels=2, out_channels=1, ndim=2)
+    torch.manual_seed(config.seed)
+    model = build(model_cfg)
+    return model, train_operator_preconditioner(model, config, progress)
 
 
 def train_operator_preconditioner(
