@@ -77,6 +77,8 @@ SIZES = {
     "small": {"poisson2d": [64, 128, 256, 512], "darcy2d": [64, 128, 256, 512], "poisson3d": [16, 32, 64],
               "dcdm_steps": 1500, "dcdm3d_steps": 600, "mg_steps": 300, "mg3d_steps": 150, "dcdm_maxiter": 500,
               "mgno_steps": 600, "mgno_max_n": 256},
+    "large3d": {"poisson2d": [], "darcy2d": [], "poisson3d": [32, 64, 128], "dcdm_steps": 1500, "dcdm3d_steps": 600,
+                "mg_steps": 300, "mg3d_steps": 150, "dcdm_maxiter": 500, "mgno_steps": 1, "mgno_max_n": 0},
     "full": {"poisson2d": [64, 128, 256, 512, 1024], "darcy2d": [64, 128, 256, 512, 1024],
              "poisson3d": [16, 32, 64, 128], "dcdm_steps": 3000, "dcdm3d_steps": 1000, "mg_steps": 600,
              "mg3d_steps": 300, "dcdm_maxiter": 1000, "mgno_steps": 2000, "mgno_max_n": 1024},
@@ -94,31 +96,35 @@ def _timed(fn):
 
 
 def train_networks(sizes: dict, seed: int) -> tuple[dict, dict]:
-    """The four trained networks and their training summaries."""
+    """The trained networks the sizes need (2D and/or 3D) and their training summaries."""
+    def summary(hist, sec, tail=20):
+        return {"seconds": sec, "initial_loss": hist[0], "final_loss": float(np.mean(hist[-tail:]))}
+
     nets, info = {}, {}
-    (net, hist), sec = _timed(lambda: train_dcdm(DCDMTrainConfig(resolution=34, steps=sizes["dcdm_steps"],
-                                                                 n_samples=1024, n_ritz=400, seed=seed)))
-    nets["dcdm2"], info["dcdm2d"] = net, {"seconds": sec, "initial_loss": hist[0], "final_loss": float(np.mean(hist[-50:]))}
-    (net, hist), sec = _timed(lambda: train_dcdm(DCDMTrainConfig(resolution=18, ndim=3, steps=sizes["dcdm3d_steps"],
-                                                                 n_samples=512, n_ritz=300, seed=seed,
-                                                                 model=DCDMConfig(ndim=3))))
-    nets["dcdm3"], info["dcdm3d"] = net, {"seconds": sec, "initial_loss": hist[0], "final_loss": float(np.mean(hist[-20:]))}
-    (net, hist), sec = _timed(lambda: train_multigrid_preconditioner(
-        MultigridTrainConfig(resolution=33, steps=sizes["mg_steps"], seed=seed)))
-    nets["mg2"], info["mg2d"] = net, {"seconds": sec, "initial_loss": hist[0], "final_loss": float(np.mean(hist[-20:]))}
-    (net, hist), sec = _timed(lambda: train_multigrid_preconditioner(
-        MultigridTrainConfig(resolution=17, ndim=3, coefficient="ones", batch_size=4, steps=sizes["mg3d_steps"],
-                             seed=seed)))
-    nets["mg3"], info["mg3d"] = net, {"seconds": sec, "initial_loss": hist[0], "final_loss": float(np.mean(hist[-20:]))}
-    torch.manual_seed(seed)
-    mgno = build(MgNOConfig(**MGNO))
-    hist, sec = _timed(lambda: train_operator_preconditioner(
-        mgno, OperatorPreconditionerTrainConfig(resolution=33, steps=sizes["mgno_steps"], seed=seed)))
-    nets["mgno2"], info["mgno2d"] = mgno, {"seconds": sec, "initial_loss": hist[0], "final_loss": float(np.mean(hist[-20:]))}
+    if sizes["poisson2d"] or sizes["darcy2d"]:
+        (nets["dcdm2"], hist), sec = _timed(lambda: train_dcdm(DCDMTrainConfig(
+            resolution=34, steps=sizes["dcdm_steps"], n_samples=1024, n_ritz=400, seed=seed)))
+        info["dcdm2d"] = summary(hist, sec, 50)
+        (nets["mg2"], hist), sec = _timed(lambda: train_multigrid_preconditioner(
+            MultigridTrainConfig(resolution=33, steps=sizes["mg_steps"], seed=seed)))
+        info["mg2d"] = summary(hist, sec)
+        torch.manual_seed(seed)
+        nets["mgno2"] = build(MgNOConfig(**MGNO))
+        hist, sec = _timed(lambda: train_operator_preconditioner(
+            nets["mgno2"], OperatorPreconditionerTrainConfig(resolution=33, steps=sizes["mgno_steps"], seed=seed)))
+        info["mgno2d"] = summary(hist, sec)
+    if sizes["poisson3d"]:
+        (nets["dcdm3"], hist), sec = _timed(lambda: train_dcdm(DCDMTrainConfig(
+            resolution=18, ndim=3, steps=sizes["dcdm3d_steps"], n_samples=512, n_ritz=300, seed=seed,
+            model=DCDMConfig(ndim=3))))
+        info["dcdm3d"] = summary(hist, sec)
+        (nets["mg3"], hist), sec = _timed(lambda: train_multigrid_preconditioner(MultigridTrainConfig(
+            resolution=17, ndim=3, coefficient="ones", batch_size=4, steps=sizes["mg3d_steps"], seed=seed)))
+        info["mg3d"] = summary(hist, sec)
     return nets, info
 
 
-def run(size: str = "small", seed: int = 2, out_dir: Path | None = None) -> dict:
+def run(size: str = "small", seed: int = 2, out_dir: Path | None = None, name: str = "learned_preconditioner") -> dict:
     torch.manual_seed(seed)
     sizes = SIZES[size]
     nets, training = train_networks(sizes, seed)
@@ -136,7 +142,7 @@ def run(size: str = "small", seed: int = 2, out_dir: Path | None = None) -> dict
                                                seed=seed)),
               "neural_multigrid2d": asdict(MultigridTrainConfig(resolution=33, steps=sizes["mg_steps"], seed=seed))}
     extra = {"training": training, "growth_exponents": fits, "targets": targets}
-    paths = write_results("learned_preconditioner", rows, config=config, extra=extra, notes=_notes(training, fits, targets),
+    paths = write_results(name, rows, config=config, extra=extra, notes=_notes(training, fits, targets),
                           title="Learned vs classical preconditioners (rel. residual 1e-6)",
                           columns=["problem", "n", "unknowns", "method", "iterations", "converged", "seconds",
                                    "setup_seconds"], out_dir=out_dir)
@@ -268,13 +274,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
     parser.add_argument("--seed", type=int, default=2, help="training and right-hand-side seed")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results/<device>)")
+    parser.add_argument("--name", default=None, help="results file stem (default learned_preconditioner, "
+                        "learned_preconditioner_<size> for sizes other than small)")
     parser.add_argument("--replot", type=Path, default=None, metavar="JSON",
                         help="only redraw the PNG next to an existing results JSON")
     args = parser.parse_args(argv)
     if args.replot is not None:
         _plot(json.loads(args.replot.read_text())["rows"], args.replot.with_suffix(".png"))
         return {"paths": {"png": args.replot.with_suffix(".png")}}
-    out = run(args.size, args.seed, args.out)
+    name = args.name or ("learned_preconditioner" if args.size == "small" else f"learned_preconditioner_{args.size}")
+    out = run(args.size, args.seed, args.out, name)
     print(Path(out["paths"]["md"]).read_text())
     return out
 
