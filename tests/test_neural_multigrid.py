@@ -14,7 +14,7 @@ import torch
 from pdesurrogates.linalg import AMGPreconditioner, IC0Preconditioner, cg, fcg, pcg
 from pdesurrogates.physics.darcy import sample_coefficient
 from pdesurrogates.physics.grid import Grid
-from pdesurrogates.physics.operators import diffusion_matrix
+from pdesurrogates.physics.operators import diffusion_diagonal, diffusion_matrix
 from pdesurrogates.solvers.learned.multigrid_preconditioner import (
     MultigridHierarchy,
     MultigridNeuralOperator,
@@ -22,7 +22,6 @@ from pdesurrogates.solvers.learned.multigrid_preconditioner import (
     MultigridTrainConfig,
     NeuralMultigridPreconditioner,
     _interpolation_1d,
-    diffusion_diagonal,
     train_multigrid_preconditioner,
 )
 

@@ -133,6 +133,32 @@ def apply_diffusion(a: torch.Tensor, u: torch.Tensor, grid: Grid) -> torch.Tenso
     return out
 
 
+def diffusion_diagonal(a: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """Diagonal of :func:`apply_diffusion`'s operator at the interior nodes.
+
+    Args:
+        a: coefficient ``(..., *grid.shape)``, positive.
+        grid: a Dirichlet grid.
+
+    Returns:
+        ``(..., *grid.interior_shape)``, equal to ``diffusion_matrix(a, grid).diagonal()``.
+    """
+    nd = grid.ndim
+    diag = 0.0
+    for d, h in enumerate(grid.spacing):
+        axis = a.ndim - nd + d
+        face = harmonic_face_average(a, axis)
+        n = face.shape[axis]
+        index = [slice(None)] * a.ndim
+        for e in range(nd):
+            index[a.ndim - nd + e] = slice(1, -1)
+        west_idx, east_idx = list(index), list(index)
+        west_idx[axis] = slice(0, n - 1)
+        east_idx[axis] = slice(1, n)
+        diag = diag + (face[tuple(west_idx)] + face[tuple(east_idx)]) / h**2
+    return diag
+
+
 def pad_dirichlet(u_interior: torch.Tensor, ndim: int, value: float = 0.0) -> torch.Tensor:
     """Surround the last ``ndim`` axes of ``u_interior`` with a layer of boundary ``value``."""
     pad = (1, 1) * ndim

@@ -41,7 +41,7 @@ from torch import nn
 
 from pdesurrogates.linalg.preconditioners import Preconditioner
 from pdesurrogates.physics.grid import Grid
-from pdesurrogates.physics.operators import apply_diffusion, harmonic_face_average, pad_dirichlet
+from pdesurrogates.physics.operators import apply_diffusion, diffusion_diagonal, pad_dirichlet
 from pdesurrogates.solvers.learned._checkpoint import load_network, save_network
 
 __all__ = [
@@ -90,11 +90,16 @@ class MultigridPreconditionerConfig:
             raise ValueError(f"coarsest_nodes must be >= 3, got {self.coarsest_nodes}")
 
 
-def _interpolation_1d(n_fine: int, n_coarse: int) -> torch.Tensor:
-    """``(n_fine, n_coarse)`` linear interpolation between node grids spanning the same interval."""
+def _interpolation_weights(n_fine: int, n_coarse: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each fine node: the coarse node to its left and the weight of the one to its right."""
     x = torch.linspace(0.0, n_coarse - 1.0, n_fine, dtype=torch.float64)
     left = x.floor().clamp(max=n_coarse - 2).long()
-    w = x - left
+    return left, x - left
+
+
+def _interpolation_1d(n_fine: int, n_coarse: int) -> torch.Tensor:
+    """``(n_fine, n_coarse)`` linear interpolation between node grids spanning the same interval."""
+    left, w = _interpolation_weights(n_fine, n_coarse)
     P = torch.zeros(n_fine, n_coarse, dtype=torch.float64)
     rows = torch.arange(n_fine)
     P[rows, left] = 1.0 - w
@@ -106,17 +111,18 @@ class _LinearInterpolation:
     """Linear interpolation between node grids along each axis, and its transpose, in O(points).
 
     Equal to the Kronecker product of :func:`_interpolation_1d` matrices; the coarse side is padded
-    with zero boundary values so that both maps act on interior (unknown) fields.
+    with zero boundary values so that both maps act on interior (unknown) fields. The restriction is
+    the transpose scaled by the ratio of cell volumes (full weighting on nested grids).
     """
 
-    def __init__(self, fine_shape: tuple[int, ...], coarse_shape: tuple[int, ...], device=None) -> None:
-        self.fine_shape, self.coarse_shape = fine_shape, coarse_shape
+    def __init__(self, fine: Grid, coarse: Grid, device=None) -> None:
+        self.fine_shape, self.coarse_shape = fine.shape, coarse.shape
+        self.restrict_scale = math.prod(hf / hc for hf, hc in zip(fine.spacing, coarse.spacing))
         self.left, self.weight = [], []
-        for nf, nc in zip(fine_shape, coarse_shape):
-            x = torch.linspace(0.0, nc - 1.0, nf, dtype=torch.float64)
-            left = x.floor().clamp(max=nc - 2).long()
+        for nf, nc in zip(fine.shape, coarse.shape):
+            left, w = _interpolation_weights(nf, nc)
             self.left.append(left.to(device))
-            self.weight.append((x - left).to(device))
+            self.weight.append(w.to(device))
 
     def _shape(self, w: torch.Tensor, axis: int, ndim: int) -> torch.Tensor:
         shape = [1] * ndim
@@ -147,28 +153,11 @@ class _LinearInterpolation:
 
     def prolong(self, e: torch.Tensor) -> torch.Tensor:
         nd = len(self.fine_shape)
-        return pad_interior(self.full(pad_dirichlet(e, nd)), nd)
+        return interior_of(self.full(pad_dirichlet(e, nd)), nd)
 
     def restrict(self, r: torch.Tensor) -> torch.Tensor:
         nd = len(self.fine_shape)
-        return pad_interior(self.full_transpose(pad_dirichlet(r, nd)), nd)
-
-
-def diffusion_diagonal(a: torch.Tensor, grid: Grid) -> torch.Tensor:
-    """Diagonal of the finite-volume ``-div(a grad .)`` at the interior nodes, ``(..., *interior)``."""
-    nd = grid.ndim
-    diag = 0.0
-    for d, h in enumerate(grid.spacing):
-        face = harmonic_face_average(a, a.ndim - nd + d)
-        n = face.shape[a.ndim - nd + d]
-        index = [slice(None)] * a.ndim
-        for e in range(nd):
-            index[a.ndim - nd + e] = slice(1, -1)
-        west_idx, east_idx = list(index), list(index)
-        west_idx[a.ndim - nd + d] = slice(0, n - 1)
-        east_idx[a.ndim - nd + d] = slice(1, n)
-        diag = diag + (face[tuple(west_idx)] + face[tuple(east_idx)]) / h**2
-    return diag
+        return interior_of(self.full_transpose(pad_dirichlet(r, nd)), nd) * self.restrict_scale
 
 
 class _Level:
@@ -180,9 +169,8 @@ class _Level:
         self.shift = shift
         self.inv_diag = 1.0 / (diffusion_diagonal(a, grid) + shift)
         log_a = torch.log(a)
-        self.log_a = pad_interior(log_a - log_a.mean(tuple(range(1, a.ndim)), keepdim=True), grid.ndim)
+        self.log_a = interior_of(log_a - log_a.mean(tuple(range(1, a.ndim)), keepdim=True), grid.ndim)
         self.transfer: _LinearInterpolation | None = None  # to the next coarser level
-        self.restrict_scale = 1.0
         self.coarse_inverse: torch.Tensor | None = None
 
     def apply_A(self, u: torch.Tensor) -> torch.Tensor:
@@ -190,7 +178,7 @@ class _Level:
         return out + self.shift * u if self.shift else out
 
 
-def pad_interior(x: torch.Tensor, ndim: int) -> torch.Tensor:
+def interior_of(x: torch.Tensor, ndim: int) -> torch.Tensor:
     """The interior part of a node field (drops one boundary layer per side)."""
     return x[(Ellipsis,) + (slice(1, -1),) * ndim]
 
@@ -227,14 +215,13 @@ class MultigridHierarchy:
             fine = self.levels[-1]
             shape = tuple(math.ceil((s - 1) / 2) + 1 for s in fine.grid.shape)
             coarse_grid = Grid(shape, length=fine.grid.length)
-            fine.transfer = _LinearInterpolation(fine.grid.shape, shape, device=device)
+            fine.transfer = _LinearInterpolation(fine.grid, coarse_grid, device=device)
             a_c = fine.transfer.full_transpose(fine.a) / fine.transfer.full_transpose(torch.ones_like(fine.a))
-            fine.restrict_scale = math.prod(hf / hc for hf, hc in zip(fine.grid.spacing, coarse_grid.spacing))
             self.levels.append(_Level(coarse_grid, a_c, shift))
         last = self.levels[-1]
         k = math.prod(last.grid.interior_shape)
         eye = torch.eye(k, dtype=dtype, device=device).reshape(k, *last.grid.interior_shape)
-        cols = apply_diffusion(last.a, pad_dirichlet(eye, nd)[None], last.grid) + shift * eye  # (B or 1, k, *int)
+        cols = last.apply_A(eye[None])  # (B or 1, k, *interior): A applied to every unit vector
         dense = cols.reshape(cols.shape[0], k, k)
         last.coarse_inverse = torch.linalg.inv(dense)  # (B or 1, k, k), symmetric
 
@@ -246,8 +233,7 @@ class MultigridHierarchy:
         return self.levels[level].transfer.prolong(e)
 
     def restrict(self, level: int, r: torch.Tensor) -> torch.Tensor:
-        lev = self.levels[level]
-        return lev.transfer.restrict(r) * lev.restrict_scale
+        return self.levels[level].transfer.restrict(r)
 
     def coarse_solve(self, f: torch.Tensor) -> torch.Tensor:
         last = self.levels[-1]
@@ -396,6 +382,14 @@ class NeuralMultigridPreconditioner(Preconditioner):
         return cls(net, grid, coefficient, shift)
 
 
+_COEFFICIENT_KINDS = ("ones", "darcy", "mixed")
+
+
+def _check_coefficient_kind(kind: str) -> None:
+    if kind not in _COEFFICIENT_KINDS:
+        raise ValueError(f"coefficient must be 'ones', 'darcy' or 'mixed', got {kind!r}")
+
+
 @dataclass(frozen=True)
 class MultigridTrainConfig:
     """Training of a :class:`MultigridNeuralOperator` on random diffusion problems.
@@ -421,8 +415,7 @@ class MultigridTrainConfig:
     model: MultigridPreconditionerConfig = field(default_factory=MultigridPreconditionerConfig)
 
     def __post_init__(self) -> None:
-        if self.coefficient not in ("ones", "darcy", "mixed"):
-            raise ValueError(f"coefficient must be 'ones', 'darcy' or 'mixed', got {self.coefficient!r}")
+        _check_coefficient_kind(self.coefficient)
         if self.coefficient != "ones" and self.ndim != 2:
             raise ValueError("two-phase (darcy) coefficients are 2D only; use coefficient='ones' in 3D")
         if self.resolution < 5:
@@ -445,17 +438,20 @@ def random_errors(n: int, shape: tuple[int, ...], generator: torch.Generator) ->
     return out / out.flatten(1).norm(dim=1).reshape(n, *(1,) * (ndim + 1))
 
 
-def sample_coefficients(config: MultigridTrainConfig, generator: torch.Generator) -> torch.Tensor:
-    """``(n_coefficients, 1, *grid)`` float64 coefficient pool for training (see ``config.coefficient``)."""
+def sample_coefficients(n: int, resolution: int, kind: str, generator: torch.Generator, *, ndim: int = 2,
+                        high: float = 12.0, low: float = 3.0) -> torch.Tensor:
+    """``(n, 1, *grid)`` float64 training coefficients: ``kind`` ``"ones"``, ``"darcy"`` (two-phase
+    ``high``/``low``, 2D) or ``"mixed"`` (every other one two-phase)."""
     from pdesurrogates.physics.darcy import sample_coefficient
 
-    shape = (config.resolution,) * config.ndim
+    _check_coefficient_kind(kind)
+    shape = (resolution,) * ndim
     pool = []
-    for i in range(config.n_coefficients):
-        if config.coefficient == "ones" or (config.coefficient == "mixed" and i % 2 == 0):
+    for i in range(n):
+        if kind == "ones" or (kind == "mixed" and i % 2 == 0):
             pool.append(torch.ones(shape, dtype=torch.float64))
         else:
-            pool.append(torch.as_tensor(sample_coefficient(config.resolution, generator, high=config.high, low=config.low)))
+            pool.append(torch.as_tensor(sample_coefficient(resolution, generator, high=high, low=low)))
     return torch.stack(pool)[:, None]
 
 
@@ -474,7 +470,8 @@ def train_multigrid_preconditioner(
         **{**asdict(config.model), "ndim": config.ndim})
     net = MultigridNeuralOperator(model_cfg).double()
     grid = Grid((config.resolution,) * config.ndim)
-    coefficients = sample_coefficients(config, gen)
+    coefficients = sample_coefficients(config.n_coefficients, config.resolution, config.coefficient, gen,
+                                       ndim=config.ndim, high=config.high, low=config.low)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(config.steps, 1))
     history = []

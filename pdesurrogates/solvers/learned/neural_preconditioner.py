@@ -29,6 +29,10 @@ from torch import nn
 from pdesurrogates.linalg.preconditioners import Preconditioner
 from pdesurrogates.physics.grid import Grid
 from pdesurrogates.physics.operators import apply_diffusion, pad_dirichlet
+from pdesurrogates.solvers.learned.multigrid_preconditioner import (
+    random_errors,
+    sample_coefficients,
+)
 
 __all__ = [
     "NeuralOperatorPreconditioner",
@@ -168,18 +172,11 @@ def train_operator_preconditioner(
     network sees O(1) values on every grid (normalising by the 2-norm instead shrinks the input as
     ``1/sqrt(n)`` and left the loss at 1 in our trials).
     """
-    from pdesurrogates.solvers.learned.multigrid_preconditioner import (
-        MultigridTrainConfig,
-        random_errors,
-        sample_coefficients,
-    )
-
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     grid = Grid((config.resolution,) * 2)
-    pool = sample_coefficients(MultigridTrainConfig(resolution=config.resolution, coefficient=config.coefficient,
-                                                    n_coefficients=config.n_coefficients, high=config.high,
-                                                    low=config.low), gen)
+    pool = sample_coefficients(config.n_coefficients, config.resolution, config.coefficient, gen,
+                               high=config.high, low=config.low)
     param = next(model.parameters())
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(config.steps, 1))
