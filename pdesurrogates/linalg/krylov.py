@@ -238,6 +238,18 @@ def _raise_cg(a_break: _Breakdown, m_break: _Breakdown, name: str) -> None:
     )
 
 
+def _raise_fcg(a_break: _Breakdown, z_break: _Breakdown) -> None:
+    a_break.check(
+        "fcg: breakdown at iteration {iteration} (system {system}): p^T A p = {value:.3e} <= 0, "
+        "so A is not symmetric positive definite"
+    )
+    z_break.check(
+        "fcg: at iteration {iteration} (system {system}) the preconditioner returned NaN/Inf or "
+        "a direction that does not descend (p^T r = {value:.3e}); pass fallback=True to take a "
+        "Jacobi step instead"
+    )
+
+
 def fcg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None, *,
         m: int = 1, recompute_every: int | None = 50, fallback: bool = True,
         stagnation: float | str | None = "auto", check_every=None) -> SolveResult:
@@ -319,19 +331,11 @@ def fcg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None,
     mon.start(rnorm)
     for k in range(maxiter):
         if k % mon.check_every == 0:
-            a_break.check(
-                "fcg: breakdown at iteration {iteration} (system {system}): p^T A p = "
-                "{value:.3e} <= 0, so A is not symmetric positive definite"
-            )
-            z_break.check(
-                "fcg: at iteration {iteration} (system {system}) the preconditioner returned "
-                "NaN/Inf or a direction that does not descend (p^T r = {value:.3e}); pass "
-                "fallback=True to take a Jacobi step instead"
-            )
+            _raise_fcg(a_break, z_break)
             if mon.done(k):
                 break
         Z = prec(R)
-        if stagnation is not None:
+        if stagnation is not None:  # no host sync: the stalled systems' proposals are replaced
             restarts += (stalled & mon.active).long()
             Z = torch.where(stalled.unsqueeze(1), R * jacobi_scale, Z)
         finite = torch.isfinite(Z).all(dim=1)
@@ -371,15 +375,7 @@ def fcg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None,
         history.append((P, AP, torch.where(ok, pAp, torch.zeros_like(pAp))))
         if len(history) > m:
             history.pop(0)
-    a_break.check(
-        "fcg: breakdown at iteration {iteration} (system {system}): p^T A p = {value:.3e} <= 0, "
-        "so A is not symmetric positive definite"
-    )
-    z_break.check(
-        "fcg: at iteration {iteration} (system {system}) the preconditioner returned NaN/Inf or "
-        "a direction that does not descend (p^T r = {value:.3e}); pass fallback=True to take a "
-        "Jacobi step instead"
-    )
+    _raise_fcg(a_break, z_break)
     return mon.result(
         system, X, {"fallbacks": fallbacks, "restarts": restarts, "true_residual": _true_residual(system, X)}
     )
