@@ -47,7 +47,7 @@ from pdesurrogates.linalg import (
     fcg,
     pcg,
 )
-from pdesurrogates.models import MgNOConfig, build
+from pdesurrogates.models import MgNOConfig
 from pdesurrogates.physics.darcy import sample_coefficient
 from pdesurrogates.physics.grid import Grid
 from pdesurrogates.physics.operators import diffusion_matrix
@@ -67,7 +67,7 @@ from pdesurrogates.solvers.learned.multigrid_preconditioner import (
 from pdesurrogates.solvers.learned.neural_preconditioner import (
     NeuralOperatorPreconditioner,
     OperatorPreconditionerTrainConfig,
-    train_operator_preconditioner,
+    train_operator_preconditioner_from_config,
 )
 
 SIZES = {
@@ -86,7 +86,7 @@ SIZES = {
 RTOL = 1e-6
 OMEGAS = (1.0, 1.2, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9)
 LEARNED = ("DCDM", "neural multigrid", "MgNO (registry)")
-MGNO = {"in_channels": 2, "width": 16, "n_layers": 4, "levels": 5}  # the generic surrogate, 2D
+MGNO = MgNOConfig(in_channels=2, width=16, n_layers=4, levels=5)  # the generic surrogate, 2D
 
 
 def _timed(fn):
@@ -108,10 +108,8 @@ def train_networks(sizes: dict, seed: int) -> tuple[dict, dict]:
         (nets["mg2"], hist), sec = _timed(lambda: train_multigrid_preconditioner(
             MultigridTrainConfig(resolution=33, steps=sizes["mg_steps"], seed=seed)))
         info["mg2d"] = summary(hist, sec)
-        torch.manual_seed(seed)
-        nets["mgno2"] = build(MgNOConfig(**MGNO))
-        hist, sec = _timed(lambda: train_operator_preconditioner(
-            nets["mgno2"], OperatorPreconditionerTrainConfig(resolution=33, steps=sizes["mgno_steps"], seed=seed)))
+        (nets["mgno2"], hist), sec = _timed(lambda: train_operator_preconditioner_from_config(
+            OperatorPreconditionerTrainConfig(resolution=33, steps=sizes["mgno_steps"], seed=seed, model=MGNO)))
         info["mgno2d"] = summary(hist, sec)
     if sizes["poisson3d"]:
         (nets["dcdm3"], hist), sec = _timed(lambda: train_dcdm(DCDMTrainConfig(

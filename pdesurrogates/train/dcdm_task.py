@@ -165,5 +165,3 @@ def train_preconditioner_task(config: _TaskConfig, out_dir: str | os.PathLike | 
         print(f"{task}: loss {history[0]:.4f} -> {history[-1]:.4f} in {seconds:.1f}s; saved {out / 'preconditioner'}")
     return summary
 
-
-train_dcdm_task = train_preconditioner_task  # the name the task table has used since the dcdm task
