@@ -1,24 +1,18 @@
 """Data layer: our HDF5 format (writer with resume and shards), readers for it and for PDEBench,
-FNO ``.mat`` and neuraloperator ``.pt`` files, and streaming Gaussian normalizers.
+FNO ``.mat`` and neuraloperator ``.pt`` files and streaming Gaussian normalizers.
+
+Modules: :mod:`.hdf5` (writer), :mod:`.readers` (``open_dataset``, format detection), one reader
+module per format (:mod:`.ours`, :mod:`.pdebench`, :mod:`.fno_mat`, :mod:`.neuralop_pt`),
+:mod:`.dataset` (the dataset type, stride views, loader), :mod:`.files` (file checks and errors), :mod:`.normalize`.
 
 Schema: ``datasets/README.md``.
 """
 
-from pdesurrogates.data.hdf5 import (
-    SCHEMA_VERSION,
-    DataFormatError,
-    DatasetWriter,
-    write_dataset,
-)
+from pdesurrogates.data.dataset import FieldDataset, make_loader
+from pdesurrogates.data.files import DataFormatError
+from pdesurrogates.data.hdf5 import SCHEMA_VERSION, DatasetWriter, write_dataset
 from pdesurrogates.data.normalize import GaussianNormalizer
-from pdesurrogates.data.readers import (
-    FORMATS,
-    FieldDataset,
-    detect_format,
-    inspect_file,
-    make_loader,
-    open_dataset,
-)
+from pdesurrogates.data.readers import FORMATS, detect_format, inspect_file, open_dataset
 
 __all__ = [
     "FORMATS",

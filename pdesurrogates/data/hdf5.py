@@ -26,19 +26,22 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from itertools import pairwise
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from pdesurrogates.data.files import DataFormatError, open_h5
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["COMPRESSIONS", "SCHEMA_VERSION", "DataFormatError", "DatasetWriter", "write_dataset"]
 
 SCHEMA_VERSION = 1
 COMPRESSIONS = ("lzf", "gzip", "none")
 DEFAULT_COMPRESSION = "lzf"
 
 GenerateFn = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
-
-
-class DataFormatError(ValueError):
-    """A data file that cannot be read or written as asked; the message names file, key, expected, found."""
 
 
 def _package_version() -> str:
@@ -206,7 +209,7 @@ class DatasetWriter:
                     f"{path} already exists; pass --resume to continue an interrupted file or "
                     f"--overwrite to replace it"
                 )
-            file = _open_h5(path, "r+")
+            file = open_h5(path, "r+")
             try:
                 _check_resume(file, path, expected)
             except BaseException:
@@ -319,24 +322,11 @@ class DatasetWriter:
             self._file.flush()
             self._file.close()
 
-    def __enter__(self) -> DatasetWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _open_h5(path: Path, mode: str) -> Any:
-    import h5py
-
-    if not h5py.is_hdf5(path):
-        raise DataFormatError(f"{path} is not an HDF5 file (no HDF5 signature found)")
-    try:
-        return h5py.File(path, mode)
-    except OSError as exc:
-        raise DataFormatError(
-            f"{path}: cannot open the HDF5 file (truncated or damaged?): {exc}"
-        ) from None
 
 
 def _check_resume(file: Any, path: Path, expected: dict[str, Any]) -> None:
@@ -435,8 +425,9 @@ def write_dataset(
     shard_dir = path.with_name(path.name + ".shards")
     if overwrite and shard_dir.exists():
         shutil.rmtree(shard_dir)
-    common = dict(pde=pde, n_samples=n_samples, input_shape=input_shape, output_shape=output_shape,
-                  params=params, seed=seed, grid=grid, dtype=dtype, compression=compression)
+    common = {"pde": pde, "n_samples": n_samples, "input_shape": input_shape,
+              "output_shape": output_shape, "params": params, "seed": seed, "grid": grid,
+              "dtype": dtype, "compression": compression}
     with DatasetWriter.open(path, resume=resume, overwrite=overwrite, **common) as writer:
         start = writer.n_written
         if writer.complete and start == n_samples:
@@ -530,7 +521,7 @@ def _write_shard(shard_path: str, generate_fn: GenerateFn, start: int, stop: int
 def _copy_shard(writer: DatasetWriter, shard: Path, start: int, stop: int) -> None:
     if writer.n_written != start:
         raise DataFormatError(f"{shard}: expected to continue at sample {start}, file has {writer.n_written}")
-    with _open_h5(shard, "r") as f:
+    with open_h5(shard, "r") as f:
         if not bool(f.attrs.get("complete", False)):
             raise DataFormatError(f"{shard}: shard is incomplete")
         step = 64
