@@ -1,6 +1,6 @@
 """Train every model on neuraloperator's small Darcy data and compare with ``neuralop.models.FNO``.
 
-Data: ``../shared/data/neuralop_small`` (1000 training samples at 16x16, 50 test samples at 16x16
+Data: ``datasets/neuralop_small/`` (1000 training samples at 16x16, 50 test samples at 16x16
 and 50 at 32x32 for zero-shot super-resolution). Recipe for every model, taken from neuraloperator's
 example ``examples/models/plot_FNO_darcy.py``: AdamW (lr 8e-3, weight decay 1e-4), cosine annealing
 stepped per epoch (the example's T_max=30 for 20 epochs; we keep the ratio 1.5 x epochs when fewer
@@ -26,13 +26,15 @@ from pathlib import Path
 
 import torch
 
+from pdesurrogates.data import neuralop_small
+
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "neuralop_small"
+DATA = neuralop_small.ROOT
 NAME = "models_small_darcy"
 
 
 def load(name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    data = torch.load(DATA / name, weights_only=True)
+    data = neuralop_small.load(name)  # checksum verified
     return data["x"].float().unsqueeze(1), data["y"].float().unsqueeze(1)
 
 
@@ -183,7 +185,7 @@ def main(argv=None) -> int:
                      f"l2_16 {mgno['l2_16'] / fno['l2_16']:.2f}x, h1_16 {mgno['h1_16'] / fno['h1_16']:.2f}x.")
     config = {"epochs": args.epochs, "lr": args.lr, "lr_mgno": args.lr_mgno, "t_max": t_max, "seeds": args.seeds, "extra_seeds": args.extra_seeds,
               "batch_size": 32, "weight_decay": 1e-4, "scheduler": "CosineAnnealingLR per epoch",
-              "train_loss": "neuralop H1Loss(d=2) on normalised outputs", "data": str(DATA),
+              "train_loss": "neuralop H1Loss(d=2) on normalised outputs", "data": DATA.relative_to(REPO).as_posix(),
               "models": {k: config_to_dict(v) for k, v in configs.items() if k in names},
               "neuralop_fno": dict(n_modes=[16, 16], hidden_channels=32, projection_channel_ratio=2)}
     cols = ["model", "seed", "lr", "params", "train_s", "l2_16", "h1_16", "l2_32", "h1_32", "h1_neuralop_16",

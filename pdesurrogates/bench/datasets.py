@@ -4,7 +4,9 @@ Two sources, both Darcy flow ``a -> u`` on the unit square:
 
 * ``"neuralop"``: the small files neuraloperator ships (``darcy_train_16.pt`` with 1000 samples at
   16², ``darcy_test_16.pt`` and ``darcy_test_32.pt`` with 50 each), produced by a solver that is not
-  ours. Used by every ``smoke`` size: no generation cost.
+  ours, kept in the repository under ``datasets/neuralop_small/`` and read through
+  :mod:`pdesurrogates.data.neuralop_small` (checksums verified). Used by every ``smoke`` size: no
+  generation cost.
 * ``"generated"``: our own generator, :func:`pdesurrogates.physics.problems.get_problem` ``("darcy",
   resolution=...)``, cached once per (resolution, seed, split) under ``datasets/generated/``
   (git-ignored). Training samples use indices ``0..n-1``, test samples indices from
@@ -19,8 +21,9 @@ from pathlib import Path
 import torch
 
 from pdesurrogates.bench.report import REPO
+from pdesurrogates.data import neuralop_small
 
-NEURALOP_SMALL = REPO.parent / "shared" / "data" / "neuralop_small"
+NEURALOP_SMALL = neuralop_small.ROOT
 CACHE = REPO / "datasets" / "generated"
 TEST_OFFSET = 1_000_000
 
@@ -40,31 +43,27 @@ class SweepData:
         return SweepData((self.train[0][:n_train], self.train[1][:n_train]), self.tests, self.source)
 
 
-def _load_pt(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} not found: the neuraloperator small datasets must sit in {path.parent} "
-            "(the checkout beside shared/)"
-        )
-    d = torch.load(path, weights_only=True)
-    if not isinstance(d, dict) or "x" not in d or "y" not in d:
-        raise ValueError(f"{path}: expected a dict with keys 'x' and 'y'")
-    return d["x"].float().unsqueeze(1), d["y"].float().unsqueeze(1)
+def _neuralop_pair(name: str, root: Path | str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` of one neuraloperator file as ``(N, 1, H, W)`` float32 tensors."""
+    x, y = neuralop_small.open_dataset(name, root).arrays()
+    return torch.from_numpy(x), torch.from_numpy(y)
 
 
 def neuralop_darcy(
     n_train: int, n_test: int, *, test_resolutions: tuple[int, ...] = (16,), root: Path | str | None = None
 ) -> SweepData:
-    """neuraloperator's Darcy: train at 16², test at 16² and/or 32² (zero-shot)."""
-    root = Path(root) if root is not None else NEURALOP_SMALL
-    x, y = _load_pt(root / "darcy_train_16.pt")
+    """neuraloperator's Darcy: train at 16², test at 16² and/or 32² (zero-shot).
+
+    ``root``: folder holding the files (default the repository's ``datasets/neuralop_small/``).
+    """
+    x, y = _neuralop_pair("darcy_train_16.pt", root)
     if not 1 <= n_train <= x.shape[0]:
         raise ValueError(f"neuralop_darcy: n_train must be in [1, {x.shape[0]}], got {n_train}")
     tests = {}
     for r in test_resolutions:
         if r not in (16, 32):
             raise ValueError(f"neuralop_darcy: test resolutions are 16 and 32, got {r}")
-        tx, ty = _load_pt(root / f"darcy_test_{r}.pt")
+        tx, ty = _neuralop_pair(f"darcy_test_{r}.pt", root)
         if not 1 <= n_test <= tx.shape[0]:
             raise ValueError(f"neuralop_darcy: n_test must be in [1, {tx.shape[0]}], got {n_test}")
         tests[str(r)] = (tx[:n_test], ty[:n_test])

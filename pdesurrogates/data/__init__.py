@@ -3,11 +3,13 @@ FNO ``.mat`` and neuraloperator ``.pt`` files and streaming Gaussian normalizers
 
 Modules: :mod:`.hdf5` (writer), :mod:`.readers` (``open_dataset``, format detection), one reader
 module per format (:mod:`.ours`, :mod:`.pdebench`, :mod:`.fno_mat`, :mod:`.neuralop_pt`),
-:mod:`.dataset` (the dataset type, stride views, loader), :mod:`.files` (file checks and errors), :mod:`.normalize`.
+:mod:`.dataset` (the dataset type, stride views, loader), :mod:`.neuralop_small` (the small real files shipped with the repository),
+:mod:`.files` (file checks and errors), :mod:`.normalize`.
 
 Schema: ``datasets/README.md``.
 """
 
+from pdesurrogates.data import neuralop_small
 from pdesurrogates.data.dataset import FieldDataset, make_loader
 from pdesurrogates.data.files import DataFormatError
 from pdesurrogates.data.hdf5 import SCHEMA_VERSION, DatasetWriter, write_dataset
@@ -24,6 +26,7 @@ __all__ = [
     "detect_format",
     "inspect_file",
     "make_loader",
+    "neuralop_small",
     "open_dataset",
     "write_dataset",
 ]

@@ -101,13 +101,15 @@ class DatasetWriter:
     Examples
     --------
     >>> import tempfile, numpy as np
-    >>> path = tempfile.mkdtemp() + "/toy.h5"
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = tmp.name + "/toy.h5"
     >>> with DatasetWriter.open(path, pde="toy", n_samples=2, input_shape=(1, 4),
     ...                         output_shape=(1, 4), params={"a": 1}, seed=0) as w:
     ...     w.append(np.zeros((2, 1, 4), np.float32), np.ones((2, 1, 4), np.float32))
     ...     w.finalize()
     >>> w.n_written
     2
+    >>> tmp.cleanup()
     """
 
     def __init__(self, file: Any, path: Path, n_samples: int, input_shape: tuple[int, ...],
