@@ -41,12 +41,6 @@ def train_point(
     }
 
 
-def missing_note(context_missing: dict[str, str]) -> str:
-    if not context_missing:
-        return ""
-    return "\n".join(f"- family `{k}` not run: {v}" for k, v in context_missing.items()) + "\n"
-
-
 def data_note(config: dict[str, Any]) -> str:
     d = config["data"]
     b = config["budget"]
