@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,9 +27,7 @@ UNPRIVILEGED_UID = 65534  # "nobody"
 
 
 @contextmanager
-def unprivileged() -> Iterator[None]:
-    """Run the block with file permissions enforced: as user ``nobody`` when the tests run as root
-    (root reads and writes anything), unchanged otherwise. Only the effective uid changes."""
+def _as_unprivileged_user() -> Iterator[None]:
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         yield
         return
@@ -38,6 +36,14 @@ def unprivileged() -> Iterator[None]:
         yield
     finally:
         os.seteuid(0)
+
+
+@pytest.fixture
+def unprivileged() -> Callable[[], AbstractContextManager[None]]:
+    """``with unprivileged(): ...`` runs the block with file permissions enforced: as user
+    ``nobody`` when the tests run as root (root reads and writes anything), unchanged otherwise.
+    Only the effective uid changes, and it is restored on leaving the block."""
+    return _as_unprivileged_user
 
 
 @pytest.fixture

@@ -170,3 +170,81 @@ def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
         f.attrs["schema_version"] = 2
     with pytest.raises(DataFormatError, match=r"v\.h5: schema_version 2 is newer than this reader's 1"):
         open_dataset(path)
+
+
+def test_stride_must_be_an_int(tmp_path: Path) -> None:
+    path = tmp_path / "s.h5"
+    _ours(path)
+    for bad, shown in ((2.9, r"2\.9 \(float\)"), (2.0, r"2\.0 \(float\)"), (True, r"True \(bool\)"),
+                       ((2, 2.5), r"\(2, 2\.5\) \(tuple\)"), ("2", r"'2' \(str\)")):
+        with pytest.raises(ValueError, match=r"s\.h5: stride must be an int or a tuple of ints "
+                                             rf"\(one per spatial axis\), got {shown}"):
+            open_dataset(path, stride=bad)
+    ds = open_dataset(path, stride=(np.int64(2), 4))  # numpy ints are ints
+    assert ds.meta["spatial_shape"] == (5, 3)
+
+
+def _complex(shape: tuple[int, ...]) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+
+
+def test_complex_arrays_are_refused_not_cast_to_their_real_part(tmp_path: Path) -> None:
+    ours = tmp_path / "c.h5"
+    with h5py.File(ours, "w") as f:
+        f.attrs["schema_version"] = 1
+        f["inputs"] = _complex((3, 1, 4, 4))
+        f["outputs"] = np.ones((3, 1, 4, 4), np.float32)
+    with pytest.raises(DataFormatError, match=r"c\.h5: key 'inputs' has dtype complex64 \(complex numbers\); "
+                                              r"expected real numbers \(float, int or bool\)"):
+        open_dataset(ours)
+    pdebench = tmp_path / "pb.hdf5"
+    with h5py.File(pdebench, "w") as f:
+        f["tensor"] = _complex((2, 3, 8))
+    with pytest.raises(DataFormatError, match=r"pb\.hdf5: key 'tensor' has dtype complex64"):
+        open_dataset(pdebench)
+    groups = tmp_path / "g.h5"
+    with h5py.File(groups, "w") as f:
+        f["0000/data"] = np.zeros((3, 8, 1), np.float32)
+        f["0001/data"] = _complex((3, 8, 1))
+    ds = open_dataset(groups)
+    ds[0]
+    with pytest.raises(DataFormatError, match=r"g\.h5: key '0001/data' has dtype complex64"):
+        ds[1]
+    # MATLAB v7.3 stores a complex field as a compound {real, imag}
+    mat = tmp_path / "cplx.mat"
+    compound = np.zeros((4, 8, 8), dtype=[("real", "<f8"), ("imag", "<f8")])
+    with h5py.File(mat, "w", userblock_size=512) as f:
+        f["coeff"] = np.zeros((8, 8, 4))
+        f["sol"] = compound.transpose()
+    with pytest.raises(DataFormatError, match=r"cplx\.mat: key 'sol' has dtype .*compound"):
+        open_dataset(mat)
+    pt = tmp_path / "c.pt"
+    torch.save({"x": torch.zeros(3, 4, 4), "y": torch.zeros(3, 4, 4, dtype=torch.complex64)}, pt)
+    with pytest.raises(DataFormatError, match=r"c\.pt: key 'y' has dtype complex64"):
+        open_dataset(pt)
+
+
+def test_directory_instead_of_a_file(tmp_path: Path) -> None:
+    folder = tmp_path / "data.h5"
+    folder.mkdir()
+    with pytest.raises(ValueError, match=r"data\.h5 is a directory; expected a dataset file"):
+        open_dataset(folder)
+
+
+def test_unreadable_files_name_the_file(shared_tmp: Path, unprivileged) -> None:
+    from pdesurrogates.data import detect_format, inspect_file
+
+    paths = [shared_tmp / "ours.h5", shared_tmp / "theirs.pt", shared_tmp / "old.mat"]
+    _ours(paths[0])
+    torch.save({"x": torch.zeros(3, 4), "y": torch.zeros(3, 4)}, paths[1])
+    import scipy.io
+
+    scipy.io.savemat(paths[2], {"a": np.zeros((3, 4)), "u": np.zeros((3, 4))})
+    for path in paths:
+        path.chmod(0o000)
+        with unprivileged():
+            for call in (open_dataset, detect_format, inspect_file):
+                with pytest.raises(PermissionError, match=rf"{path.name}: permission denied: the file "
+                                                          r"exists but this user cannot read it \(mode 0o0\)"):
+                    call(path)

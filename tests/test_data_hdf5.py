@@ -38,8 +38,8 @@ def toy_generate(indices: np.ndarray, seed: int = 7, delay: float = 0.0) -> tupl
 
 
 def _write(path: Path, n: int = 10, **kw) -> Path:
-    opts = dict(pde="toy", input_shape=SHAPE_IN, output_shape=SHAPE_OUT, params=PARAMS, seed=7,
-                batch_size=3, progress=False)
+    opts = {"pde": "toy", "input_shape": SHAPE_IN, "output_shape": SHAPE_OUT, "params": PARAMS,
+            "seed": 7, "batch_size": 3, "progress": False}
     opts.update(kw)
     return write_dataset(path, toy_generate, n, **opts)
 
@@ -95,8 +95,8 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path, change: dict, mat
     with DatasetWriter.open(path, pde="toy", n_samples=10, input_shape=SHAPE_IN,
                             output_shape=SHAPE_OUT, params=PARAMS, seed=7) as w:
         w.append(*toy_generate(np.arange(4)))
-    kw = dict(pde="toy", n_samples=10, input_shape=SHAPE_IN, output_shape=SHAPE_OUT,
-              params=PARAMS, seed=7)
+    kw = {"pde": "toy", "n_samples": 10, "input_shape": SHAPE_IN, "output_shape": SHAPE_OUT,
+          "params": PARAMS, "seed": 7}
     if "n" in change:
         kw["n_samples"] = change.pop("n")
     kw.update(change)
@@ -127,11 +127,11 @@ def test_append_validates_shape_dtype_and_finiteness(tmp_path: Path) -> None:
 
 def test_context_manager_does_not_mark_complete_on_error(tmp_path: Path) -> None:
     path = tmp_path / "a.h5"
-    with pytest.raises(RuntimeError):
-        with DatasetWriter.open(path, pde="toy", n_samples=2, input_shape=SHAPE_IN,
-                                output_shape=SHAPE_OUT, params=PARAMS, seed=7) as w:
-            w.append(*toy_generate(np.arange(2)))
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), DatasetWriter.open(
+            path, pde="toy", n_samples=2, input_shape=SHAPE_IN, output_shape=SHAPE_OUT,
+            params=PARAMS, seed=7) as w:
+        w.append(*toy_generate(np.arange(2)))
+        raise RuntimeError("boom")
     with h5py.File(path, "r") as f:
         assert not f.attrs["complete"] and f.attrs["n_written"] == 2
 
@@ -240,3 +240,57 @@ def test_parallel_resume_reuses_partial_shards(tmp_path: Path) -> None:
     write_dataset(path, gen, 12, pde="toy", input_shape=SHAPE_IN, output_shape=SHAPE_OUT,
                   params=PARAMS, seed=7, batch_size=2, workers=2, resume=True, progress=False)
     _assert_same_arrays(ref, path)
+
+
+def test_output_that_is_a_directory_is_refused_and_kept(tmp_path: Path) -> None:
+    folder = tmp_path / "out.h5"
+    (folder / "keep").mkdir(parents=True)
+    for flags in ({}, {"overwrite": True}, {"resume": True}):
+        with pytest.raises(ValueError, match=r"out\.h5 is a directory; the output must be a file path"):
+            _write(folder, **flags)
+    assert (folder / "keep").is_dir()
+
+
+def test_read_only_folder_is_a_clear_permission_error(shared_tmp: Path, unprivileged) -> None:
+    ro = shared_tmp / "ro"
+    ro.mkdir(mode=0o555)
+    ro.chmod(0o555)
+    with unprivileged():
+        with pytest.raises(PermissionError, match=r"ro/a\.h5: permission denied: this user cannot write "
+                                                  r"the file or its folder .*ro \(folder mode 0o555\)"):
+            _write(ro / "a.h5")
+        with pytest.raises(PermissionError, match=r"ro/sub/a\.h5: cannot create the folder .*ro/sub: "
+                                                  r"permission denied"):
+            _write(ro / "sub" / "a.h5")
+    assert list(ro.iterdir()) == []
+
+
+def test_bad_sizes_are_refused_not_truncated(tmp_path: Path) -> None:
+    for kw, match in (({"n_samples": 2.5}, r"n_samples must be an int >= 1, got 2\.5"),
+                      ({"input_shape": (1, 6.5, 5)}, r"input_shape must be .* positive int sizes, got \(1, 6\.5, 5\)"),
+                      ({"dtype": "floaty"}, r"dtype must be a float type .* got 'floaty'")):
+        opts = {"pde": "toy", "n_samples": 2, "input_shape": SHAPE_IN, "output_shape": SHAPE_OUT,
+                "params": {}, "seed": 0, **kw}
+        with pytest.raises(ValueError, match=match):
+            DatasetWriter.open(tmp_path / "b.h5", **opts)
+    assert not (tmp_path / "b.h5").exists()
+
+
+def _fails_at(indices: np.ndarray, at: int) -> tuple[np.ndarray, np.ndarray]:
+    if indices[-1] >= at:
+        raise MemoryError("solver ran out of memory")
+    return toy_generate(indices)
+
+
+def test_generator_failing_before_the_first_sample_leaves_no_file(tmp_path: Path) -> None:
+    path = tmp_path / "f.h5"
+    with pytest.raises(MemoryError):
+        write_dataset(path, functools.partial(_fails_at, at=0), 10, pde="toy", input_shape=SHAPE_IN,
+                      output_shape=SHAPE_OUT, params={}, seed=7, batch_size=3, progress=False)
+    assert not path.exists()
+    # after a first batch the file stays: its samples are valid and --resume continues it
+    with pytest.raises(MemoryError):
+        write_dataset(path, functools.partial(_fails_at, at=4), 10, pde="toy", input_shape=SHAPE_IN,
+                      output_shape=SHAPE_OUT, params={}, seed=7, batch_size=3, progress=False)
+    with h5py.File(path, "r") as f:
+        assert int(f.attrs["n_written"]) == 3 and not f.attrs["complete"]

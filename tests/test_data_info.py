@@ -62,3 +62,20 @@ def test_info_bad_file_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFi
     assert "data.h5 is not an HDF5 file" in err and "Traceback" not in err
     assert main(["info", str(tmp_path / "missing.h5")]) == 2
     assert "missing.h5: no such file" in capsys.readouterr().err
+
+
+def test_info_unreadable_file_names_it(shared_tmp: Path, unprivileged, capsys: pytest.CaptureFixture) -> None:
+    path = shared_tmp / "locked.h5"
+    with DatasetWriter.open(path, pde="toy", n_samples=1, input_shape=(1, 4), output_shape=(1, 4),
+                            params={}, seed=0) as w:
+        w.append(np.zeros((1, 1, 4), np.float32), np.zeros((1, 1, 4), np.float32))
+        w.finalize()
+    path.chmod(0o000)
+    with unprivileged():
+        try:  # printed as one line by the command line, or raised with the same message
+            assert main(["info", str(path)]) == 2
+            message = capsys.readouterr().err
+        except PermissionError as exc:
+            message = str(exc)
+    assert f"{path}: permission denied: the file exists but this user cannot read it" in message
+    assert "Traceback" not in message

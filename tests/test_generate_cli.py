@@ -141,3 +141,63 @@ def test_killed_generation_resumes_to_identical_file(tmp_path) -> None:
     a, b = _read(out), _read(ref)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert bool(a[2]["complete"]) and int(a[2]["n_written"]) == n
+
+
+def _cli_error(argv: list[str], capsys) -> str:
+    """The one-line error ``main`` prints (exit 2), or, for an error type the command line lets
+    through, the message of the exception the command raised."""
+    try:
+        rc = main(argv)
+    except (ValueError, PermissionError) as exc:
+        return str(exc)
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_output_path_errors_name_the_path(tmp_path, shared_tmp, unprivileged, capsys) -> None:
+    base = ["generate", "darcy", "--n", "2", "--resolution", "16", "--no-progress"]
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for extra in ([], ["--overwrite"]):
+        err = _cli_error(base + ["--out", str(folder), *extra], capsys)
+        assert f"{folder} is a directory; the output must be a file path" in err
+    assert folder.is_dir()
+    ro = shared_tmp / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    with unprivileged():
+        err = _cli_error(base + ["--out", str(ro / "d.h5")], capsys)
+        assert f"{ro / 'd.h5'}: permission denied" in err
+        err = _cli_error(base + ["--out", str(ro / "sub" / "d.h5")], capsys)
+        assert f"cannot create the folder {ro / 'sub'}: permission denied" in err
+    assert list(ro.iterdir()) == []
+
+
+def test_too_large_a_job_is_refused_before_any_file_exists(tmp_path, capsys, monkeypatch) -> None:
+    from pdesurrogates.commands import generate
+
+    out = tmp_path / "big.h5"
+    err = _cli_error(["generate", "darcy", "--n", "1", "--resolution", "100000", "--out", str(out),
+                      "--no-progress"], capsys)
+    assert "darcy at resolution 100000: one batch of 1 sample(s) needs at least" in err
+    assert "Lower --resolution or --batch-size" in err and not out.exists()
+    # the threshold is the memory available: a small job passes it, the same job with less fails
+    monkeypatch.setattr(generate, "_available_memory", lambda: 1000)
+    err = _cli_error(["generate", "darcy", "--n", "3", "--resolution", "16", "--out", str(out),
+                      "--no-progress"], capsys)
+    assert "one batch of 3 sample(s) needs at least" in err and "but 1000 B of memory is available" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("pde", ["darcy", "burgers", "poisson"])
+def test_memory_estimate_bounds_the_generated_arrays(pde) -> None:
+    """The estimate is the batch's arrays as generated plus one float64 solver-grid field."""
+    from pdesurrogates.commands.generate import estimate_batch_bytes
+
+    problem = get_problem(pde, resolution=16)
+    x, y = problem.generate(range(3), seed=0)
+    solver = getattr(problem, "solver_grid_size", None)
+    field = solver ** (x.ndim - 2) * 8 if solver else 0
+    assert estimate_batch_bytes(problem, 3) == x.nbytes + y.nbytes + field

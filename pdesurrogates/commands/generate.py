@@ -17,6 +17,8 @@ run continued with ``--resume`` and a run with any ``--workers`` give the same a
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -88,7 +90,7 @@ def load_preset(name: str) -> dict[str, Any]:
         if key not in preset:
             raise ValueError(f"preset {path}: missing key {key!r}")
     if not isinstance(preset.get("params", {}), dict):
-        raise ValueError(f"preset {path}: [params] must be a table")
+        raise ValueError(f"preset {path}: [params] must be a table")  # noqa: TRY004 (user input)
     return preset
 
 
@@ -139,6 +141,67 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
     return job
 
 
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), if known."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _bytes(n: float) -> str:
+    """``1.5 GiB`` for a byte count."""
+    unit = "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            break
+        n /= 1024
+    return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+
+
+def estimate_batch_bytes(problem: Any, batch_size: int) -> int:
+    """A lower bound of the memory that generating one batch of ``problem`` takes, in bytes.
+
+    The batch's float32 input and output arrays, plus one float64 field on the solver grid
+    (``solver_grid_size`` per spatial axis) when the problem has one. Solvers need several such
+    fields (and a sparse factorisation for Darcy), so the true need is larger.
+    """
+    per_sample = (math.prod(problem.input_shape) + math.prod(problem.output_shape)) * 4
+    solver = getattr(problem, "solver_grid_size", None)
+    field = int(solver) ** (len(problem.input_shape) - 1) * 8 if solver else 0
+    return batch_size * per_sample + field
+
+
+def check_memory(problem: Any, batch_size: int, n: int, available: int | None = None) -> None:
+    """Refuse, before any file is created, a job whose first batch cannot fit in memory.
+
+    Raises
+    ------
+    ValueError
+        The lower bound of :func:`estimate_batch_bytes` exceeds the available memory; the message
+        gives both, the sample shapes and the size of the file.
+    """
+    available = _available_memory() if available is None else available
+    needed = estimate_batch_bytes(problem, batch_size)
+    if available is None or needed <= available:
+        return
+    file_bytes = n * (math.prod(problem.input_shape) + math.prod(problem.output_shape)) * 4
+    raise ValueError(
+        f"{problem.name} at resolution {getattr(problem, 'resolution', '?')}: one batch of "
+        f"{batch_size} sample(s) needs at least {_bytes(needed)} ({needed} bytes: inputs "
+        f"{tuple(problem.input_shape)} + outputs {tuple(problem.output_shape)} in float32 per "
+        f"sample, plus the solver's grid) but {_bytes(available)} of memory is available; the "
+        f"file would hold {_bytes(file_bytes)} uncompressed. Lower --resolution or --batch-size"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     if args.list_presets:
         for name in available_presets():
@@ -164,8 +227,7 @@ def run(args: argparse.Namespace) -> int:
     if device != "cpu" and int(job["workers"]) > 1:
         raise ValueError("--workers > 1 runs CPU processes; on a GPU use --batch-size instead")
     out = Path(job["out"])
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
+    check_memory(problem, min(int(job["batch_size"]), int(job["n"])), int(job["n"]))
     start = time.perf_counter()
     write_dataset(
         out,

@@ -30,7 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pdesurrogates.data.files import DataFormatError, open_h5
+from pdesurrogates.data.files import (
+    DataFormatError,
+    check_output_file,
+    open_h5,
+    permission_error,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -42,6 +47,10 @@ COMPRESSIONS = ("lzf", "gzip", "none")
 DEFAULT_COMPRESSION = "lzf"
 
 GenerateFn = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _package_version() -> str:
@@ -174,6 +183,10 @@ class DatasetWriter:
         ------
         FileExistsError
             The file exists and neither ``resume`` nor ``overwrite`` was given.
+        ValueError
+            ``path`` is a directory; a bad argument.
+        PermissionError
+            The file or its folder cannot be written by this user.
         DataFormatError
             ``resume`` on a file written with other settings, or one that is not ours.
         """
@@ -184,17 +197,21 @@ class DatasetWriter:
             raise ValueError("give resume or overwrite, not both")
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
-        np_dtype = np.dtype(dtype)
-        if np_dtype.kind != "f":
-            raise ValueError(f"dtype must be a float type, got {dtype!r}")
+        try:
+            np_dtype = np.dtype(dtype)
+        except TypeError:
+            np_dtype = None
+        if np_dtype is None or np_dtype.kind != "f":
+            raise ValueError(f"dtype must be a float type (float32, float64, float16), got {dtype!r}")
+        if not _is_int(n_samples) or n_samples < 1:
+            raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}")
+        n_samples = int(n_samples)
+        for name, shape in (("input_shape", input_shape), ("output_shape", output_shape)):
+            if len(shape) < 2 or not all(_is_int(s) and s >= 1 for s in shape):
+                raise ValueError(f"{name} must be (channels, *spatial) with positive int sizes, "
+                                 f"got {tuple(shape)}")
         input_shape = tuple(int(s) for s in input_shape)
         output_shape = tuple(int(s) for s in output_shape)
-        n_samples = int(n_samples)
-        if n_samples < 1:
-            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-        for name, shape in (("input_shape", input_shape), ("output_shape", output_shape)):
-            if len(shape) < 2 or any(s < 1 for s in shape):
-                raise ValueError(f"{name} must be (channels, *spatial) with positive sizes, got {shape}")
         params_json = _canonical_params(params)
         expected = {
             "pde": str(pde),
@@ -205,6 +222,7 @@ class DatasetWriter:
             "output_shape": list(output_shape),
             "dtype": np_dtype.name,
         }
+        check_output_file(path)  # a directory, or a folder that cannot be created: say so now
         if path.exists() and not overwrite:
             if not resume:
                 raise FileExistsError(
@@ -219,10 +237,15 @@ class DatasetWriter:
                 raise
             return cls(file, path, n_samples, input_shape, output_shape, np_dtype)
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            path.unlink()
-        file = h5py.File(path, "w")
+        try:
+            if path.exists():
+                path.unlink()
+            file = h5py.File(path, "w")
+        except OSError as exc:
+            denied = permission_error(exc, path, "write")
+            if denied is None:
+                raise
+            raise denied from None
         try:
             comp = None if compression == "none" else compression
             # fletcher32: a per-chunk checksum, so a damaged chunk is an error, not silent garbage
@@ -410,7 +433,9 @@ def write_dataset(
         itself resumable) over a contiguous range of the missing samples; the shards are then
         copied in order into ``path`` and deleted. The result is one self-contained file.
     resume, overwrite : bool
-        See :meth:`DatasetWriter.open`. A complete file with ``resume`` is left as it is.
+        See :meth:`DatasetWriter.open`. A complete file with ``resume`` is left as it is. When
+        ``generate_fn`` fails before the first sample is written, a file this call created is
+        removed again (there is nothing in it to resume).
     progress : bool
         Show a tqdm bar.
 
@@ -430,6 +455,7 @@ def write_dataset(
     common = {"pde": pde, "n_samples": n_samples, "input_shape": input_shape,
               "output_shape": output_shape, "params": params, "seed": seed, "grid": grid,
               "dtype": dtype, "compression": compression}
+    creates = overwrite or not path.exists()
     with DatasetWriter.open(path, resume=resume, overwrite=overwrite, **common) as writer:
         start = writer.n_written
         if writer.complete and start == n_samples:
@@ -438,6 +464,11 @@ def write_dataset(
             bar = _progress_bar(n_samples, start, progress, path.name)
             try:
                 _generate_into(writer, generate_fn, start, n_samples, batch_size, bar)
+            except BaseException:
+                if creates and writer.n_written == 0:  # nothing to resume: leave no empty file
+                    writer.close()
+                    path.unlink(missing_ok=True)
+                raise
             finally:
                 if bar is not None:
                     bar.close()
