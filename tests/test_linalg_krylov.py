@@ -166,12 +166,12 @@ def test_fcg_fallback_on_nan_and_ascent_directions():
     jac = JacobiPreconditioner(A)
     calls = {"n": 0, "bad": 0}
 
-    def sometimes_nan(R):
+    def sometimes_nan(R):  # numpy b: called SciPy-style on 1-D numpy vectors
         calls["n"] += 1
         Z = jac.apply(R)
         if calls["n"] % 3 == 0:
             calls["bad"] += 1
-            return torch.full_like(Z, float("nan"))
+            return Z * float("nan")
         return Z
 
     res = fcg(A, b, M=sometimes_nan, rtol=1e-10)
@@ -208,10 +208,17 @@ def test_batched_solves_equal_single_solves():
         assert res.x.shape == (3, 144) and res.iterations.shape == (3,)
         for i in range(3):
             one = solver(A_t, B[i], rtol=1e-10, **kw)
-            assert one.iterations == int(res.iterations[i])
-            torch.testing.assert_close(res.x[i], one.x, rtol=0, atol=1e-12)
-            torch.testing.assert_close(res.residuals[: one.iterations + 1, i], one.residuals,
-                                       rtol=1e-8, atol=0)
+            # a single system runs the numpy kernel, the batch the torch loop: the same
+            # recurrence up to round-off, which plain CG amplifies mid-run on this rough
+            # coefficient (SciPy's residual history departs from both in the same iterations);
+            # the preconditioned ones stay identical
+            exact = solver is not cg
+            assert abs(one.iterations - int(res.iterations[i])) <= (0 if exact else 1)
+            ref = res.x[i].abs().max()
+            torch.testing.assert_close(res.x[i], one.x, rtol=0,
+                                       atol=(1e-12 if exact else 1e-8) * ref)
+            k = one.iterations + 1 if exact else 15
+            torch.testing.assert_close(res.residuals[:k, i], one.residuals[:k], rtol=1e-8, atol=0)
     # a batch of different matrices
     shifts = [0.0, 0.5, 3.0]
     Ab = torch.stack([gallery.shifted_laplacian(8, c, format="dense") for c in shifts])

@@ -5,16 +5,29 @@ converged are frozen) and run on the device of their inputs; the host checks for
 only every ``check_every`` iterations. The stopping test is SciPy's:
 ``||r_k|| <= max(rtol ||b||, atol)`` on the (recursively updated) residual.
 
+A single right-hand side on the CPU takes a fast path on numpy buffers (in-place BLAS updates,
+no per-iteration copies or casts): same recurrences, same iterates up to round-off, the cost of
+SciPy's ``cg`` around the same ``A`` and ``M``.
+
+``A`` may be any matrix format of :mod:`~pdesurrogates.linalg.operators`, a
+``StencilOperator``, a SciPy ``LinearOperator`` or a callable (matrix-free). It must be
+symmetric: a randomised test ``u^T A v = v^T A u`` (two products with ``A``) refuses a
+non-symmetric one before iterating, and ``p^T A p <= 0`` (indefinite) stops with an error naming
+the iteration.
+
 Preconditioners ``M`` approximate ``A^{-1}`` and may be
 
 * a :class:`~pdesurrogates.linalg.preconditioners.Preconditioner` (or any object with
   ``apply(R)`` on ``(B, n)`` torch tensors and flags ``linear``/``symmetric``),
-* a :class:`scipy.sparse.linalg.LinearOperator`, SciPy sparse matrix or numpy array (applied on
-  the CPU in float64, as in SciPy),
+* a :class:`scipy.sparse.linalg.LinearOperator`, SciPy sparse matrix or numpy array (applied with
+  ``matvec`` to 1-D float64 numpy vectors, SciPy's convention),
 * a torch tensor (a matrix that multiplies ``r``),
-* a callable ``M(R) -> Z`` on ``(B, n)`` torch tensors.
+* a plain callable, called in the caller's convention: with a numpy ``b``, ``M(r)`` on 1-D
+  float64 numpy vectors (as SciPy users write them); with a torch ``b``, ``M(R)`` on the
+  ``(B, n)`` torch batch.
 
-:func:`pcg` requires a linear symmetric ``M`` and refuses others; :func:`fcg` accepts any.
+What ``M`` returns is checked (``None``, a complex or wrongly shaped result raise an error naming
+``M``). :func:`pcg` requires a linear symmetric ``M`` and refuses others; :func:`fcg` accepts any.
 
 >>> from pdesurrogates.linalg import gallery
 >>> A = gallery.poisson2d(16)
@@ -25,73 +38,36 @@ Preconditioners ``M`` approximate ``A^{-1}`` and may be
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 import torch
 
+from pdesurrogates.linalg._dispatch import ResolvedPreconditioner, resolve_preconditioner
 from pdesurrogates.linalg._iteration import (
     Monitor,
     check_tolerances,
     default_check_every,
     user_iterate,
 )
-from pdesurrogates.linalg.operators import TorchOperator, prepare_system
+from pdesurrogates.linalg._krylov_numpy import Breakdown, cg_single, fcg_single
+from pdesurrogates.linalg.operators import System, TorchOperator, prepare_system
 from pdesurrogates.linalg.result import SolveResult
 
-__all__ = ["cg", "fcg", "pcg"]
+__all__ = ["cg", "fcg", "pcg", "resolve_preconditioner"]
+
+# FCG reports ``converged`` only when the recomputed residual ``||b - A x||`` is also within this
+# factor of the threshold (the recursive residual can drift below what the iterate attains).
+TRUE_RESIDUAL_FACTOR = 10.0
 
 
 def _dot(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    return (X * Y).sum(dim=1)
+    """Row-wise dot products ``(B,)`` of ``(B, n)`` tensors, without a ``(B, n)`` temporary."""
+    return torch.bmm(X.unsqueeze(1), Y.unsqueeze(2)).reshape(-1)
 
 
 def _safe(den: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, den, torch.ones_like(den))
-
-
-def resolve_preconditioner(M, n: int):
-    """Turn ``M`` into ``(fn, linear, symmetric)`` with ``fn: (B, n) tensor -> (B, n) tensor``."""
-    if M is None:
-        return (lambda R: R), True, True
-    linear = bool(getattr(M, "linear", True))
-    symmetric = bool(getattr(M, "symmetric", True))
-    if hasattr(M, "apply") and not isinstance(M, (spla.LinearOperator, torch.Tensor)):
-        size = getattr(M, "n", None)  # a preconditioner object: its own n, if it says
-        if isinstance(size, int) and size != n:
-            raise ValueError(f"M acts on vectors of size {size}, but A is {n} x {n}")
-
-        def fn(R):
-            return M.apply(R).to(dtype=R.dtype, device=R.device)
-
-        return fn, linear, symmetric
-    shape = getattr(M, "shape", None)
-    if shape is not None and tuple(shape)[-2:] != (n, n):
-        raise ValueError(f"M has shape {tuple(shape)}, expected ({n}, {n}) to match A")
-    if isinstance(M, spla.LinearOperator) or sp.issparse(M) or isinstance(M, np.ndarray):
-        L = M if isinstance(M, spla.LinearOperator) else spla.aslinearoperator(M)
-
-        def fn(R):
-            V = R.detach().to(device="cpu", dtype=torch.float64).numpy().T
-            Z = np.asarray(L.matmat(np.ascontiguousarray(V))).T
-            return torch.from_numpy(np.ascontiguousarray(Z)).to(dtype=R.dtype, device=R.device)
-
-        return fn, linear, symmetric
-    if isinstance(M, torch.Tensor):
-        op = TorchOperator(M)
-
-        def fn(R):
-            if op.device != R.device or op.dtype != R.dtype:
-                return TorchOperator(M, dtype=R.dtype, device=R.device).matvec(R)
-            return op.matvec(R)
-
-        return fn, linear, symmetric
-    if callable(M):
-        return M, linear, symmetric
-    raise TypeError(
-        "M: expected None, a Preconditioner, a scipy LinearOperator/sparse matrix, a numpy "
-        f"array, a torch tensor or a callable, found {type(M).__name__}"
-    )
 
 
 def _orthogonalize(P: torch.Tensor, history) -> torch.Tensor:
@@ -103,10 +79,35 @@ def _orthogonalize(P: torch.Tensor, history) -> torch.Tensor:
     return P
 
 
+# -- errors ----------------------------------------------------------------------------------
+_MESSAGES = {
+    "A": ("breakdown at iteration {iteration} (system {system}): p^T A p = {value:.3e} <= 0, so "
+          "A is not symmetric positive definite"),
+    "A_nan": ("at iteration {iteration} (system {system}) A returned NaN/Inf (p^T A p = "
+              "{value:.3e}); check the operator"),
+    "M": ("breakdown at iteration {iteration} (system {system}): r^T M r = {value:.3e} is not "
+          "positive, so M is not a symmetric positive definite preconditioner; use "
+          "pdesurrogates.linalg.fcg, which falls back to Jacobi steps"),
+    "M_nan": ("at iteration {iteration} (system {system}) M returned NaN/Inf (r^T M r = "
+              "{value:.3e}); use pdesurrogates.linalg.fcg, which falls back to Jacobi steps"),
+    "direction": ("at iteration {iteration} (system {system}) the preconditioner returned NaN/Inf "
+                  "or a direction that does not descend (p^T r = {value:.3e}); pass "
+                  "fallback=True to take a Jacobi step instead"),
+}
+
+
+def _breakdown_error(name: str, kind: str, iteration: int, system: int, value: float) -> ValueError:
+    if kind in ("A", "M") and not math.isfinite(value):
+        kind += "_nan"
+    text = _MESSAGES[kind].format(iteration=iteration, system=system, value=value)
+    return ValueError(f"{name}: {text}")
+
+
 class _Breakdown:
     """Record the first iteration where a per-system condition failed; raise at a sync."""
 
-    def __init__(self, B: int, device) -> None:
+    def __init__(self, B: int, device, kind: str) -> None:
+        self.kind = kind
         self.iteration = torch.full((B,), -1, dtype=torch.long, device=device)
         self.value = torch.zeros(B, dtype=torch.float64, device=device)
 
@@ -115,37 +116,117 @@ class _Breakdown:
         self.iteration = torch.where(new, torch.full_like(self.iteration, k), self.iteration)
         self.value = torch.where(new, value.to(torch.float64), self.value)
 
-    def check(self, message: str) -> None:
+    def check(self, name: str) -> None:
         if bool((self.iteration >= 0).any()):
             i = int(torch.nonzero(self.iteration >= 0)[0])
-            raise ValueError(
-                message.format(iteration=int(self.iteration[i]), system=i,
-                               value=float(self.value[i]))
-            )
+            raise _breakdown_error(name, self.kind, int(self.iteration[i]), i, float(self.value[i]))
 
 
-def _krylov_setup(A, b, x0, rtol, atol, maxiter, check_every, name):
-    system = prepare_system(A, b, x0, name=name)
+# -- setup -------------------------------------------------------------------------------------
+def _check_symmetric(op: TorchOperator, name: str) -> None:
+    """Refuse a non-symmetric ``A``: ``u^T A v`` vs ``v^T A u`` for two fixed random vectors.
+
+    The relative tolerance ``16 sqrt(n) eps`` (of ``|u|^T |A v| + |v|^T |A u|``) is far above the
+    round-off of a symmetric ``A`` and far below what a non-symmetric discretisation gives.
+    """
+    n = op.n
+    g = torch.Generator().manual_seed(0)
+    U = torch.randn(2, n, generator=g, dtype=torch.float64).to(dtype=op.dtype, device=op.device)
+    rows = op.batch or 1
+    if op.batch is None:
+        AU = op.matvec(U)
+        u, v, Au, Av = U[0:1], U[1:2], AU[0:1], AU[1:2]
+    else:
+        u, v = U[0].expand(rows, n).contiguous(), U[1].expand(rows, n).contiguous()
+        Au, Av = op.matvec(u), op.matvec(v)
+    uAv, vAu = _dot(u, Av), _dot(v, Au)
+    scale = (u * Av).abs().sum(1) + (v * Au).abs().sum(1)
+    finite = torch.isfinite(scale)
+    rel = torch.where(scale > 0, (uAv - vAu).abs() / torch.where(scale > 0, scale, 1.0),
+                      torch.zeros_like(scale))
+    tol = 16.0 * math.sqrt(n) * torch.finfo(op.dtype).eps
+    bad = ~finite | (rel > tol)
+    if bool(bad.any()):
+        i = int(torch.nonzero(bad)[0])
+        if not bool(finite[i]):
+            raise ValueError(f"{name}: A returned NaN/Inf when applied to a random vector"
+                             + (f" (matrix {i} of the batch)" if op.batch else ""))
+        raise ValueError(
+            f"{name}: A is not symmetric"
+            + (f" (matrix {i} of the batch)" if op.batch else "")
+            + f": for random u, v, |u^T A v - v^T A u| is {float(rel[i]):.2e} of "
+            f"|u|^T |A v| + |v|^T |A u| (tolerance {tol:.1e} for round-off). CG needs a symmetric "
+            "positive definite A; for a non-symmetric one use e.g. scipy.sparse.linalg.gmres"
+        )
+
+
+def _setup(A, b, x0, rtol, atol, maxiter, M, name):
+    system = prepare_system(A, b, x0, name=name, matrix_free=True)
     maxiter = check_tolerances(rtol, atol, maxiter, system.op.n, name)
-    mon = Monitor(system.b, rtol, atol, default_check_every(system.b.device, check_every))
-    return system, maxiter, mon
+    prec = resolve_preconditioner(M, system.op.n, system.numpy_out)
+    _check_symmetric(system.op, name)
+    return system, maxiter, prec
 
 
-def _true_residual(system, X) -> torch.Tensor:
+def _fast(system: System) -> bool:
+    """One right-hand side on the CPU in float32/64: the numpy kernels apply."""
+    b = system.b
+    return (b.shape[0] == 1 and b.device.type == "cpu"
+            and b.dtype in (torch.float32, torch.float64))
+
+
+def _true_residual(system: System, X: torch.Tensor) -> torch.Tensor:
     bnorm = torch.linalg.vector_norm(system.b, dim=1)
     rn = torch.linalg.vector_norm(system.b - system.op.matvec(X), dim=1)
     return rn / torch.where(bnorm > 0, bnorm, torch.ones_like(bnorm))
 
 
+def _thresholds(b: np.ndarray, rtol, atol) -> tuple[float, float]:
+    bnorm = math.sqrt(float(np.dot(b, b)))
+    return max(float(rtol) * bnorm, float(atol)), (bnorm if bnorm > 0 else 1.0)
+
+
+def _single_callback(system: System, callback):
+    if callback is None:
+        return None
+
+    def call(x: np.ndarray) -> None:
+        callback(user_iterate(system, torch.from_numpy(x.copy()).unsqueeze(0)))
+
+    return call
+
+
+def _single_result(system: System, run, thresh: float, denom: float, info: dict,
+                   verify: bool) -> SolveResult:
+    """A :class:`SolveResult` from a numpy kernel's run (same fields as the batched loop)."""
+    X = torch.from_numpy(run.x).unsqueeze(0)
+    b = system.b[0].numpy()
+    true = math.sqrt(float(np.sum((b - system.op.numpy_matvec(run.x)) ** 2)))
+    converged = run.rnorms[-1] <= thresh
+    if verify:
+        converged = converged and true <= TRUE_RESIDUAL_FACTOR * thresh
+    hist = torch.tensor(run.rnorms, dtype=torch.float64).unsqueeze(1) / denom
+    fields = {"true_residual": torch.tensor([true / denom], dtype=system.b.dtype)}
+    fields.update({k: torch.tensor([v]) for k, v in info.items()})
+    return SolveResult(
+        x=system.output(X),
+        converged=system.field(torch.tensor([converged])),
+        iterations=system.field(torch.tensor([run.iterations])),
+        residuals=system.field(hist.to(system.b.dtype)),
+        info={k: system.field(v) for k, v in fields.items()},
+    )
+
+
+# -- CG / PCG ------------------------------------------------------------------------------------
 def cg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None, *,
        check_every=None) -> SolveResult:
     """Conjugate gradients (Hestenes & Stiefel 1952), preconditioned when ``M`` is given.
 
     Parameters
     ----------
-    A : SPD matrix ``(n, n)`` in any supported format, a batch ``(B, n, n)`` of dense ones, or
-        a ``StencilOperator``.
-    b : ``(n,)`` or ``(B, n)``, torch or numpy (the result follows its type and device).
+    A : SPD matrix ``(n, n)`` in any supported format, a batch ``(B, n, n)`` of dense ones, a
+        ``StencilOperator``, a SciPy ``LinearOperator`` or a callable (see the module docstring).
+    b : ``(n,)`` or ``(B, n)``, real, torch or numpy (the result follows its type and device).
     x0 : like ``b``, optional.
     rtol, atol : float
         Stop when ``||r|| <= max(rtol ||b||, atol)`` (SciPy's convention).
@@ -153,9 +234,9 @@ def cg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None, 
         Default ``10 n``; reaching it returns ``converged=False``.
     M : linear symmetric positive definite preconditioner, optional (see the module docstring).
     callback : callable, optional
-        ``callback(x)`` after each iteration.
+        ``callback(x)`` after each iteration (``x`` in ``b``'s layout, a copy).
     check_every : int, optional
-        Host synchronisation period (default 1 on CPU, 8 on a GPU).
+        Host synchronisation period of the batched loop (default 1 on CPU, 8 on a GPU).
 
     Returns
     -------
@@ -165,8 +246,11 @@ def cg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None, 
     Raises
     ------
     ValueError
-        ``p^T A p <= 0`` (``A`` not SPD) or ``r^T M r <= 0`` / NaN from ``M`` (``M`` not SPD),
-        naming the iteration; or a nonlinear / non-symmetric ``M`` (use :func:`fcg`).
+        A non-symmetric ``A`` (before iterating); ``p^T A p <= 0`` (``A`` not positive definite)
+        or ``r^T M r <= 0`` / NaN from ``M`` (``M`` not SPD), naming the iteration; a nonlinear /
+        non-symmetric ``M`` (use :func:`fcg`); ``M`` returning ``None`` or a wrong shape.
+    TypeError
+        Complex ``A``, ``b`` or ``M``.
     """
     return _cg(A, b, x0, rtol, atol, maxiter, M, callback, check_every, "cg")
 
@@ -180,76 +264,73 @@ def pcg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None,
 
 
 def _cg(A, b, x0, rtol, atol, maxiter, M, callback, check_every, name) -> SolveResult:
-    system, maxiter, mon = _krylov_setup(A, b, x0, rtol, atol, maxiter, check_every, name)
-    op, bb = system.op, system.b
-    prec, linear, symmetric = resolve_preconditioner(M, op.n)
-    if not (linear and symmetric):
+    system, maxiter, prec = _setup(A, b, x0, rtol, atol, maxiter, M, name)
+    if not (prec.linear and prec.symmetric):
         raise ValueError(
             f"{name}: the preconditioner {type(M).__name__} is "
-            f"{'nonlinear' if not linear else 'non-symmetric'} (linear={linear}, "
-            f"symmetric={symmetric}); plain PCG would silently lose its guarantees. "
+            f"{'nonlinear' if not prec.linear else 'non-symmetric'} (linear={prec.linear}, "
+            f"symmetric={prec.symmetric}); plain PCG would silently lose its guarantees. "
             "Use pdesurrogates.linalg.fcg (flexible CG) for such preconditioners."
         )
-    a_break = _Breakdown(bb.shape[0], bb.device)
-    m_break = _Breakdown(bb.shape[0], bb.device)
-    X = system.x0
+    if _fast(system):
+        b1 = system.b[0].numpy()
+        thresh, denom = _thresholds(b1, rtol, atol)
+        try:
+            run = cg_single(system.op.numpy_matvec, prec.single, b1,
+                            system.x0[0].numpy().copy(), thresh, maxiter,
+                            _single_callback(system, callback))
+        except Breakdown as err:
+            raise _breakdown_error(name, err.kind, err.iteration, 0, err.value) from None
+        return _single_result(system, run, thresh, denom, {}, verify=False)
+    return _cg_batched(system, maxiter, prec, rtol, atol, callback, check_every, name)
+
+
+def _cg_batched(system: System, maxiter: int, prec: ResolvedPreconditioner, rtol, atol,
+                callback, check_every, name) -> SolveResult:
+    op, bb = system.op, system.b
+    mon = Monitor(bb, rtol, atol, default_check_every(bb.device, check_every))
+    a_break = _Breakdown(bb.shape[0], bb.device, "A")
+    m_break = _Breakdown(bb.shape[0], bb.device, "M")
+    X = system.x0  # a fresh tensor (prepare_system), updated in place
     R = bb - op.matvec(X)
     mon.start(torch.linalg.vector_norm(R, dim=1))
-    Z = prec(R)
+    Z = prec.batched(R)
     rz = _dot(R, Z)
     m_break.mark(mon.active & ~(rz > 0), 0, rz)
-    P = Z
-    k = 0
+    P = Z  # never changed in place
+    done = mon.done(0)
     for k in range(maxiter):
+        if done:
+            break
         if k % mon.check_every == 0:
-            _raise_cg(a_break, m_break, name)
-            if mon.done(k):
-                break
+            a_break.check(name)
+            m_break.check(name)
         AP = op.matvec(P)
         pAp = _dot(P, AP)
         ok = mon.active & (pAp > 0)
         a_break.mark(mon.active & ~(pAp > 0) & (rz > 0), k + 1, pAp)
-        alpha = torch.where(ok, rz / _safe(pAp, ok), torch.zeros_like(pAp))
-        X = X + alpha.unsqueeze(1) * P
-        R = R - alpha.unsqueeze(1) * AP
+        alpha = torch.where(ok, rz / _safe(pAp, ok), torch.zeros_like(pAp)).unsqueeze(1)
+        X.addcmul_(alpha, P)
+        R = R - alpha * AP
         mon.record(torch.linalg.vector_norm(R, dim=1))
         if callback is not None:
-            callback(user_iterate(system, X))
-        Z = prec(R)
+            callback(user_iterate(system, X.clone()))
+        done = mon.done(k + 1)
+        if done:
+            break  # finished: no preconditioner application for a step that will not be taken
+        Z = prec.batched(R)
         rz_new = _dot(R, Z)
         m_break.mark(mon.active & ~(rz_new > 0), k + 1, rz_new)
         good = rz > 0
-        beta = torch.where(good, rz_new / _safe(rz, good), torch.zeros_like(rz))
-        P = Z + beta.unsqueeze(1) * P
+        beta = torch.where(good, rz_new / _safe(rz, good), torch.zeros_like(rz)).unsqueeze(1)
+        P = torch.addcmul(Z, beta, P)
         rz = rz_new
-    _raise_cg(a_break, m_break, name)
+    a_break.check(name)
+    m_break.check(name)
     return mon.result(system, X, {"true_residual": _true_residual(system, X)})
 
 
-def _raise_cg(a_break: _Breakdown, m_break: _Breakdown, name: str) -> None:
-    a_break.check(
-        name + ": breakdown at iteration {iteration} (system {system}): p^T A p = {value:.3e} "
-        "<= 0, so A is not symmetric positive definite"
-    )
-    m_break.check(
-        name + ": breakdown at iteration {iteration} (system {system}): r^T M r = {value:.3e} "
-        "is not positive (or M returned NaN/Inf), so M is not a symmetric positive definite "
-        "preconditioner; use pdesurrogates.linalg.fcg, which falls back to Jacobi steps"
-    )
-
-
-def _raise_fcg(a_break: _Breakdown, z_break: _Breakdown) -> None:
-    a_break.check(
-        "fcg: breakdown at iteration {iteration} (system {system}): p^T A p = {value:.3e} <= 0, "
-        "so A is not symmetric positive definite"
-    )
-    z_break.check(
-        "fcg: at iteration {iteration} (system {system}) the preconditioner returned NaN/Inf or "
-        "a direction that does not descend (p^T r = {value:.3e}); pass fallback=True to take a "
-        "Jacobi step instead"
-    )
-
-
+# -- FCG -------------------------------------------------------------------------------------------
 def fcg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None, *,
         m: int = 1, recompute_every: int | None = 50, fallback: bool = True,
         stagnation: float | str | None = "auto", check_every=None) -> SolveResult:
@@ -275,10 +356,10 @@ def fcg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None,
     fallback : bool
         When the preconditioner's direction is unusable for a system — NaN/Inf, or not a
         descent direction (``p^T r <= 0`` after orthogonalisation) — use the Jacobi direction
-        ``D^{-1} r`` (A-orthogonalised the same way) for that system and iteration instead
-        (``True``, counted in ``result.info["fallbacks"]``), or raise ``ValueError`` naming the
-        iteration (``False``). A preconditioner that always fails thus gives FCG with Jacobi.
-
+        ``D^{-1} r`` (A-orthogonalised the same way; ``r`` itself for a matrix-free ``A``) for
+        that system and iteration instead (``True``, counted in ``result.info["fallbacks"]``),
+        or raise ``ValueError`` naming the iteration (``False``). A preconditioner that always
+        fails thus gives FCG with Jacobi.
     stagnation : float, "auto" or None
         A nonlinear preconditioner can stagnate: when the residual barely changes, its proposal
         repeats the previous direction and FCG stops making progress (seen with DCDM networks).
@@ -295,11 +376,16 @@ def fcg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None,
     -------
     SolveResult
         ``info["fallbacks"]``, ``info["restarts"]`` (per system), ``info["true_residual"]``.
+        ``converged`` needs the recursive residual within tolerance *and* the recomputed one
+        ``||b - A x||`` within ``TRUE_RESIDUAL_FACTOR`` (10) times it: the recursive residual of a
+        flexible method can drift below what the iterate attains (e.g. in float32), and such a
+        solve is reported as not converged rather than as a wrong answer.
 
     Raises
     ------
     ValueError
-        ``p^T A p <= 0`` at some iteration (``A`` is not SPD), naming the iteration.
+        A non-symmetric ``A``; ``p^T A p <= 0`` at some iteration (``A`` is not SPD), naming the
+        iteration; ``M`` returning ``None`` or a wrong shape.
     """
     name = "fcg"
     if int(m) != m or m < 1:
@@ -308,22 +394,48 @@ def fcg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None,
                                         or recompute_every < 1):
         raise ValueError(f"fcg: recompute_every must be a positive integer or None, "
                          f"got {recompute_every!r}")
-    system, maxiter, mon = _krylov_setup(A, b, x0, rtol, atol, maxiter, check_every, name)
-    op, bb = system.op, system.b
-    prec, linear, _ = resolve_preconditioner(M, op.n)
+    system, maxiter, prec = _setup(A, b, x0, rtol, atol, maxiter, M, name)
     if stagnation == "auto":
-        stagnation = None if linear else 0.01
+        stagnation = None if prec.linear else 0.01
     if stagnation is not None and not (isinstance(stagnation, (int, float)) and 0 < stagnation < 1):
         raise ValueError(f"fcg: stagnation must be in (0, 1), 'auto' or None, got {stagnation!r}")
-    d = op.diagonal()
-    jacobi_scale = torch.where(d > 0, 1.0 / torch.where(d > 0, d, torch.ones_like(d)),
-                               torch.ones_like(d))
+    op = system.op
+    if op.matrix_free:
+        jacobi_scale = None
+    else:
+        d = op.diagonal()
+        jacobi_scale = torch.where(d > 0, 1.0 / torch.where(d > 0, d, torch.ones_like(d)),
+                                   torch.ones_like(d))
+    if _fast(system):
+        b1 = system.b[0].numpy()
+        thresh, denom = _thresholds(b1, rtol, atol)
+        scale = None if jacobi_scale is None else jacobi_scale.reshape(-1).cpu().numpy()
+        try:
+            run = fcg_single(op.numpy_matvec, prec.single, b1, system.x0[0].numpy().copy(),
+                             thresh, maxiter, m=int(m), recompute_every=recompute_every,
+                             fallback=fallback, stagnation=stagnation, jacobi_scale=scale,
+                             callback=_single_callback(system, callback))
+        except Breakdown as err:
+            raise _breakdown_error(name, err.kind, err.iteration, 0, err.value) from None
+        return _single_result(system, run, thresh, denom,
+                              {"fallbacks": run.fallbacks, "restarts": run.restarts}, verify=True)
+    if jacobi_scale is None:
+        jacobi_scale = torch.ones(op.n, dtype=system.b.dtype, device=system.b.device)
+    return _fcg_batched(system, maxiter, prec, rtol, atol, callback, check_every, int(m),
+                        recompute_every, fallback, stagnation, jacobi_scale)
+
+
+def _fcg_batched(system: System, maxiter, prec: ResolvedPreconditioner, rtol, atol, callback,
+                 check_every, m, recompute_every, fallback, stagnation, jacobi_scale):
+    name = "fcg"
+    op, bb = system.op, system.b
+    mon = Monitor(bb, rtol, atol, default_check_every(bb.device, check_every))
     Bn = bb.shape[0]
     fallbacks = torch.zeros(Bn, dtype=torch.long, device=bb.device)
     restarts = torch.zeros(Bn, dtype=torch.long, device=bb.device)
     stalled = torch.zeros(Bn, dtype=torch.bool, device=bb.device)
-    a_break = _Breakdown(Bn, bb.device)
-    z_break = _Breakdown(Bn, bb.device)
+    a_break = _Breakdown(Bn, bb.device, "A")
+    z_break = _Breakdown(Bn, bb.device, "direction")
     history: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     X = system.x0
     R = bb - op.matvec(X)
@@ -331,14 +443,16 @@ def fcg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None,
     mon.start(rnorm)
     for k in range(maxiter):
         if k % mon.check_every == 0:
-            _raise_fcg(a_break, z_break)
+            a_break.check(name)
+            z_break.check(name)
             if mon.done(k):
                 break
-        Z = prec(R)
+        Z = prec.batched(R)
         if stagnation is not None:  # no host sync: the stalled systems' proposals are replaced
             restarts += (stalled & mon.active).long()
             Z = torch.where(stalled.unsqueeze(1), R * jacobi_scale, Z)
         finite = torch.isfinite(Z).all(dim=1)
+        # a fresh tensor: Z may alias R (identity) or M's buffers, and P is kept in the history
         P = _orthogonalize(torch.where(finite.unsqueeze(1), Z, torch.zeros_like(Z)), history)
         pr = _dot(P, R)
         usable = finite & (pr > 0)
@@ -359,23 +473,27 @@ def fcg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None,
         pAp = _dot(P, AP)
         ok = mon.active & (pAp > 0)
         a_break.mark(mon.active & ~(pAp > 0) & (pr > 0), k + 1, pAp)
-        alpha = torch.where(ok, pr / _safe(pAp, ok), torch.zeros_like(pAp))
-        X = X + alpha.unsqueeze(1) * P
+        alpha = torch.where(ok, pr / _safe(pAp, ok), torch.zeros_like(pAp)).unsqueeze(1)
+        X.addcmul_(alpha, P)
         if recompute_every is not None and (k + 1) % recompute_every == 0:
             R = mon.keep(bb - op.matvec(X), R)
         else:
-            R = R - alpha.unsqueeze(1) * AP
+            R = R - alpha * AP
         new_norm = torch.linalg.vector_norm(R, dim=1)
         if stagnation is not None:
             stalled = new_norm >= (1.0 - stagnation) * rnorm
         rnorm = new_norm
         mon.record(new_norm)
         if callback is not None:
-            callback(user_iterate(system, X))
+            callback(user_iterate(system, X.clone()))
         history.append((P, AP, torch.where(ok, pAp, torch.zeros_like(pAp))))
         if len(history) > m:
             history.pop(0)
-    _raise_fcg(a_break, z_break)
-    return mon.result(
-        system, X, {"fallbacks": fallbacks, "restarts": restarts, "true_residual": _true_residual(system, X)}
-    )
+    a_break.check(name)
+    z_break.check(name)
+    true = _true_residual(system, X)
+    res = mon.result(system, X, {"fallbacks": fallbacks, "restarts": restarts,
+                                 "true_residual": true})
+    verified = (mon.last <= mon.thresh) & (true * mon.denom <= TRUE_RESIDUAL_FACTOR * mon.thresh)
+    res.converged = system.field(verified)
+    return res

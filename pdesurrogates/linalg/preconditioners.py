@@ -90,8 +90,15 @@ class Preconditioner:
                 f"{type(self).__name__}.apply: expected r of shape ({self.n},) or (B, {self.n}), "
                 f"found {tuple(R.shape)}"
             )
-        Z = self._apply(R.reshape(-1, self.n)).to(dtype=R.dtype, device=R.device)
-        Z = Z.reshape(R.shape)
+        R2 = R.reshape(-1, self.n)
+        Z = self._apply(R2)
+        if not isinstance(Z, torch.Tensor) or tuple(Z.shape) != tuple(R2.shape):
+            found = tuple(Z.shape) if hasattr(Z, "shape") else type(Z).__name__
+            raise ValueError(
+                f"M ({type(self).__name__}) returned shape {found}; expected {tuple(R2.shape)} "
+                "from _apply"
+            )
+        Z = Z.to(dtype=R.dtype, device=R.device).reshape(R.shape)
         return Z.numpy() if numpy_in else Z
 
     def __call__(self, r):
@@ -341,5 +348,8 @@ class AMGPreconditioner(Preconditioner):
 
     def _apply(self, R: torch.Tensor) -> torch.Tensor:
         Rn = R.detach().to(device="cpu", dtype=torch.float64).numpy()
-        Z = np.stack([self._op.matvec(r) for r in Rn])
+        if Rn.shape[0] == 1:  # one V-cycle on the vector itself, no copies
+            Z = self._op.matvec(Rn[0])[None]
+        else:
+            Z = np.stack([self._op.matvec(r) for r in Rn])
         return torch.from_numpy(Z).to(device=R.device, dtype=R.dtype)

@@ -342,12 +342,14 @@ class NeuralMultigridPreconditioner(Preconditioner):
                  shift: float = 0.0) -> None:
         self.network = network.eval()
         self.hierarchy = None
+        self.n = None  # unknowns of the attached system (interior nodes)
         if grid is not None:
             if grid.ndim != network.config.ndim:
                 raise ValueError(f"network is {network.config.ndim}D but the grid {grid.shape} is {grid.ndim}D")
             param = next(network.parameters())
             self.hierarchy = MultigridHierarchy(grid, coefficient, network.config.coarsest_nodes, shift,
                                                 dtype=torch.float64, device=param.device)
+            self.n = math.prod(grid.interior_shape)
 
     def for_system(self, grid: Grid, coefficient=None, shift: float = 0.0) -> NeuralMultigridPreconditioner:
         """The same network attached to the system on ``grid`` with ``coefficient``."""
@@ -367,6 +369,13 @@ class NeuralMultigridPreconditioner(Preconditioner):
         z = self.network(self.hierarchy, field).reshape(-1, n).to(device=r_t.device, dtype=r_t.dtype)
         z = z.reshape(r_t.shape)
         return z.numpy() if isinstance(r, np.ndarray) else z
+
+    def as_linear_operator(self):
+        """The learned V-cycle (linear in ``r``) as a SciPy ``LinearOperator`` on float64 vectors,
+        e.g. for ``scipy.sparse.linalg.cg(A, b, M=...)`` or ``pyamg.krylov.cg``."""
+        if self.hierarchy is None:
+            raise ValueError("NeuralMultigridPreconditioner has no system: call .for_system(grid, coefficient)")
+        return super().as_linear_operator()
 
     def save(self, path: str | Path, *, overwrite: bool = False, extra: dict | None = None) -> Path:
         """Write ``weights.pt`` + ``config.json`` into the directory ``path``."""
