@@ -226,3 +226,134 @@ def test_bad_input_errors():
     with pytest.raises(ValueError, match="two-colourable"):
         sor(gallery.random_spd(5), torch.ones(5, dtype=torch.float64), omega=1.0,
             ordering="red-black")
+
+
+# -- the wavefront kernel -------------------------------------------------------------------------
+def _random_sparse(n: int, seed: int) -> sp.csr_matrix:
+    """Non-symmetric, diagonally dominant, unstructured sparsity (about 4 off-diagonals a row)."""
+    rng = np.random.default_rng(seed)
+    M = sp.random(n, n, density=4.0 / n, random_state=rng, format="csr")
+    M.data = -rng.random(M.nnz)
+    M.setdiag(0.0)
+    M.eliminate_zeros()
+    return (M + sp.diags(np.abs(M).sum(axis=1).A1 + 0.5 + rng.random(n))).tocsr()
+
+
+def _kernels_agree(solver, A, b, **kw):
+    """Solve with both kernels; iteration counts equal, iterates and histories equal to rounding."""
+    tri = solver(A, b, kernel="triangular", **kw)
+    wav = solver(A, b, kernel="wavefront", **kw)
+    np.testing.assert_array_equal(np.asarray(wav.iterations), np.asarray(tri.iterations))
+    np.testing.assert_array_equal(np.asarray(wav.converged), np.asarray(tri.converged))
+    x_t, x_w = np.asarray(tri.x), np.asarray(wav.x)
+    np.testing.assert_allclose(x_w, x_t, rtol=0, atol=1e-12 * np.abs(x_t).max())
+    # relative residuals: b - A x cancels, so they agree to rounding relative to ||b||
+    np.testing.assert_allclose(np.asarray(wav.residuals), np.asarray(tri.residuals), rtol=1e-12, atol=1e-14)
+    return tri, wav
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_wavefront_kernel_equals_triangular_on_many_omegas(symmetric):
+    solver = ssor if symmetric else sor
+    A = gallery.shifted_laplacian(10, -0.1, format="scipy")
+    b = _rhs(100, 9)
+    omegas = np.linspace(1.0, 1.95, 20)
+    tri, _ = _kernels_agree(solver, A, b, omega=omegas, rtol=1e-8, maxiter=10_000)
+    assert np.all(tri.converged) and np.ptp(tri.iterations) > 100  # systems stop far apart
+    # fixed sweeps without a stopping test: the iterates of the SciPy reference
+    fixed = solver(A, b, omega=1.3, rtol=0.0, maxiter=5, kernel="wavefront")
+    ref = _scipy_sor(A, b, 1.3, 5, symmetric=symmetric)
+    np.testing.assert_allclose(fixed.x, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_wavefront_kernel_on_unstructured_and_stencil_matrices(symmetric):
+    solver = ssor if symmetric else sor
+    A = _random_sparse(150, 3)
+    _kernels_agree(solver, A, _rhs(150, 4, batch=6), omega=np.linspace(0.7, 1.2, 6), rtol=1e-10)
+    a = np.exp(np.random.default_rng(5).standard_normal((9, 11)))  # rectangular grid
+    op = StencilOperator(a, Grid((9, 11)))
+    b = torch.from_numpy(_rhs(63, 6, batch=3))
+    _kernels_agree(solver, op, b, omega=torch.tensor([1.0, 1.5, 1.8], dtype=torch.float64),
+                   rtol=1e-9)
+
+
+def test_wavefront_kernel_on_a_batch_of_matrices_with_warm_starts():
+    shifts = np.linspace(-0.15, 0.45, 12)
+    A = torch.stack([gallery.shifted_laplacian(8, c, format="dense") for c in shifts])
+    b = torch.from_numpy(_rhs(64, 10, batch=12))
+    x0 = 0.1 * torch.from_numpy(_rhs(64, 11, batch=12))
+    omegas = torch.linspace(1.0, 1.9, 12, dtype=torch.float64)
+    _, wav = _kernels_agree(sor, A, b, x0=x0, omega=omegas, rtol=1e-8, maxiter=10_000)
+    for i in (0, 7):  # and each system is the one solved alone
+        one = sor(A[i], b[i], x0=x0[i], omega=float(omegas[i]), rtol=1e-8, kernel="wavefront")
+        assert one.iterations == int(wav.iterations[i])
+        torch.testing.assert_close(one.x, wav.x[i], rtol=0, atol=1e-13)
+    # float32 works too and keeps its dtype
+    w32 = sor(A.float(), b.float(), omega=omegas.float(), rtol=1e-4, kernel="wavefront")
+    assert w32.x.dtype == torch.float32 and bool(w32.converged.all())
+
+
+def test_wavefront_kernel_callback_and_non_convergence():
+    A = gallery.poisson2d(6)
+    b = _rhs(36, 12, batch=3)
+    seen_t, seen_w = [], []
+    for kernel, seen in (("triangular", seen_t), ("wavefront", seen_w)):
+        res = sor(A, b, omega=[1.0, 1.4, 1.7], rtol=1e-6, kernel=kernel,
+                  callback=lambda x, seen=seen: seen.append(x.copy()))
+    assert len(seen_w) == len(seen_t) == res.iterations.max()
+    np.testing.assert_allclose(np.stack(seen_w), np.stack(seen_t), rtol=0, atol=1e-12)
+    res = sor(A, b, omega=1.0, maxiter=3, kernel="wavefront")
+    assert not res.converged.any() and (res.iterations == 3).all()
+    res = sor(A, np.zeros((2, 36)), omega=1.5, kernel="wavefront")
+    assert res.converged.all() and (res.iterations == 0).all() and not res.x.any()
+
+
+def test_sweep_levels_are_a_valid_schedule():
+    from pdesurrogates.linalg.relaxation import sweep_levels
+
+    i, j = np.indices((5, 7))
+    S = StencilOperator(np.ones((7, 9)), Grid((7, 9))).to_scipy()
+    np.testing.assert_array_equal(sweep_levels(S), (i + j).ravel())  # anti-diagonals
+    np.testing.assert_array_equal(sweep_levels(S, lower=False), (4 - i + 6 - j).ravel())
+    np.testing.assert_array_equal(sweep_levels(gallery.poisson1d(6, format="scipy")), np.arange(6))
+    A = _random_sparse(200, 1).tocoo()
+    for lower in (True, False):
+        lv = sweep_levels(A.tocsr(), lower=lower)
+        dep = (A.col < A.row) if lower else (A.col > A.row)
+        assert np.all(lv[A.row[dep]] > lv[A.col[dep]])  # every dependency lies in an earlier level
+        # and no level is later than needed: each unknown above level 0 has a parent one below
+        parent = np.zeros(200, dtype=bool)
+        parent[A.row[dep][lv[A.row[dep]] == lv[A.col[dep]] + 1]] = True
+        assert np.all(parent | (lv == 0))
+
+
+def test_kernel_choice_and_bad_kernel():
+    from pdesurrogates.linalg.operators import TorchOperator
+    from pdesurrogates.linalg.relaxation import _choose_kernel
+
+    op = TorchOperator(gallery.poisson2d(10))
+    d = op.diagonal()
+    few, many = torch.ones(20, dtype=torch.float64), torch.ones(2000, dtype=torch.float64)
+    assert _choose_kernel("auto", op, d, few, False, "sor") is None  # small batch: triangular
+    assert _choose_kernel("auto", op, d, many, False, "sor") is not None  # 2000 x 100 / 19 levels
+    assert _choose_kernel("triangular", op, d, many, False, "sor") is None
+    # a batch of matrices: wavefront when levels are wide (a grid), not for full matrices
+    grids = TorchOperator(torch.stack([gallery.poisson2d(5, format="dense")] * 3))
+    full = TorchOperator(torch.stack([gallery.random_spd(25)] * 3))
+    three = torch.ones(3, dtype=torch.float64)
+    assert _choose_kernel("auto", grids, grids.diagonal(), three, False, "sor") is not None
+    assert _choose_kernel("auto", full, full.diagonal(), three, False, "sor") is None
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        sor(gallery.poisson1d(4), np.ones(4), omega=1.0, kernel="fast")
+    with pytest.raises(ValueError, match="ordering='lexicographic' only"):
+        sor(gallery.poisson1d(4), np.ones(4), omega=1.0, ordering="red-black", kernel="wavefront")
+
+
+def test_docstring_examples():
+    import doctest
+
+    from pdesurrogates.linalg import relaxation
+
+    result = doctest.testmod(relaxation, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0
