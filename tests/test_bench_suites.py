@@ -151,19 +151,29 @@ def test_surrogate_vs_solver_smoke(smoke) -> None:
     assert 0.0 < row["test_rel_l2"] < 2.0
 
 
-def test_linear_solvers_runs_scripts_and_skips_missing(tmp_path: Path) -> None:
-    script = tmp_path / "fake_bench.py"
+def test_linear_solvers_imports_benchmarks_and_skips_missing(tmp_path: Path, monkeypatch) -> None:
     log = tmp_path / "argv.json"
-    script.write_text(
+    (tmp_path / "fake_linear_bench.py").write_text(
         "import json, pathlib\n"
         f"def main(argv=None):\n    pathlib.Path({str(log)!r}).write_text(json.dumps(argv))\n    return 0\n"
     )
-    missing = str(tmp_path / "nope.py")
+    (tmp_path / "existing_linear_bench.py").write_text(
+        "def main(argv=None):\n    raise FileExistsError('results/x.json exists; pass --overwrite')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    benchmarks = {"fake": {"module": "fake_linear_bench", "argv": ["--quick"]},
+                  "gone": {"module": "no_such_linear_bench", "argv": []},
+                  "existing": {"module": "existing_linear_bench", "argv": []}}
     paths = run_suite("linear-solvers", "smoke", out=tmp_path / "res", progress=False,
-                      overrides={"scripts": {str(script): ["--quick"], missing: []}})
-    rows = {Path(r["script"]).name: r for r in schema.load(paths["json"])["rows"]}
-    assert rows["fake_bench.py"]["status"] == "ok" and json.loads(log.read_text()) == ["--quick"]
-    assert rows["nope.py"]["status"] == "missing" and "not found" in rows["nope.py"]["message"]
+                      overrides={"benchmarks": benchmarks})
+    rows = {r["benchmark"]: r for r in schema.load(paths["json"])["rows"]}
+    assert rows["fake"]["status"] == "ok" and json.loads(log.read_text()) == ["--quick"]
+    assert rows["gone"]["status"] == "missing" and "not found" in rows["gone"]["message"]
+    assert rows["existing"]["status"] == "exists" and "--overwrite" in rows["existing"]["message"]
+    # the suite's own table names importable package modules, not script paths
+    for size in get_suite("linear-solvers").SIZES.values():
+        for spec in size["benchmarks"].values():
+            assert spec["module"].startswith("pdesurrogates.bench.")
 
 
 def test_cli_bad_input(capsys) -> None:

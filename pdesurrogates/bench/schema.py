@@ -29,7 +29,7 @@ ROW_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "speed": {"family": str, "resolution": int, "batch_size": int, "latency_s": (float, type(None))},
     "surrogate-vs-solver": {"resolution": int, "solver_seconds_per_sample": float,
                             "surrogate_seconds_per_sample": float, "test_rel_l2": (float, type(None))},
-    "linear-solvers": {"script": str, "status": str},
+    "linear-solvers": {"benchmark": str, "status": str},
 }
 
 

@@ -1,32 +1,41 @@
-"""``linear-solvers``: run the learned linear-solver benchmark scripts from the same command.
+"""``linear-solvers``: run the learned linear-solver benchmarks from the same command.
 
-Each script in ``benchmarks/`` (``learned_sor.py``, ``learned_preconditioner.py``) exposes ``main()``
-and writes its own results; this suite calls it with the
-argv of the suite size (``--quick`` / ``--size smoke`` ...) and records what ran. A missing script is skipped with a message, not an error.
+Each benchmark is a module of the package whose ``main(argv)`` runs it and writes its own results
+under ``benchmarks/results/`` (``benchmarks/<name>.py`` is its command line); this suite imports
+it, calls ``main`` with the argv of the suite size and records what ran. A benchmark whose module
+is not in the package is reported as missing, and one that refuses to replace existing results
+(``FileExistsError``) as ``exists``; any other error propagates.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import inspect
 import time
 from pathlib import Path
 from typing import Any
 
-from pdesurrogates.bench.report import REPO
-
 NAME = "linear-solvers"
-TITLE = "Learned linear solvers: benchmark scripts run"
-#: per size, script -> the argv its ``main(argv)`` is called with.
+TITLE = "Learned linear solvers: benchmarks run"
+#: per size, benchmark -> {"module": importable module with ``main(argv)``, "argv": its arguments}
 SIZES = {
-    "smoke": {"scripts": {"benchmarks/learned_sor.py": ["--quick"],
-                          "benchmarks/learned_preconditioner.py": ["--size", "smoke"]}},
-    "small": {"scripts": {"benchmarks/learned_sor.py": ["--quick"],
-                          "benchmarks/learned_preconditioner.py": ["--size", "small"]}},
-    "full": {"scripts": {"benchmarks/learned_sor.py": [],
-                         "benchmarks/learned_preconditioner.py": ["--size", "full"]}},
+    "smoke": {"benchmarks": {
+        "learned_sor": {"module": "pdesurrogates.bench.learned_sor", "argv": ["--quick", "--overwrite"]},
+        "learned_preconditioner": {"module": "pdesurrogates.bench.learned_preconditioner",
+                                   "argv": ["--size", "smoke"]},
+    }},
+    "small": {"benchmarks": {
+        "learned_sor": {"module": "pdesurrogates.bench.learned_sor", "argv": ["--quick", "--overwrite"]},
+        "learned_preconditioner": {"module": "pdesurrogates.bench.learned_preconditioner",
+                                   "argv": ["--size", "small"]},
+    }},
+    "full": {"benchmarks": {
+        "learned_sor": {"module": "pdesurrogates.bench.learned_sor", "argv": []},
+        "learned_preconditioner": {"module": "pdesurrogates.bench.learned_preconditioner",
+                                   "argv": ["--size", "full"]},
+    }},
 }
-COLUMNS = ["script", "status", "seconds", "message"]
+COLUMNS = ["benchmark", "module", "status", "seconds", "message"]
 
 
 def prepare(config: dict[str, Any], device: str) -> dict[str, Any]:
@@ -34,7 +43,7 @@ def prepare(config: dict[str, Any], device: str) -> dict[str, Any]:
 
 
 def points(config: dict[str, Any], context: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"script": s} for s in config["scripts"]]
+    return [{"benchmark": name} for name in config["benchmarks"]]
 
 
 def _call_main(main, argv: list[str]):
@@ -45,25 +54,30 @@ def _call_main(main, argv: list[str]):
 
 
 def measure(point: dict[str, Any], context: dict[str, Any], config: dict[str, Any], device: str) -> dict[str, Any]:
-    path = Path(point["script"])
-    path = path if path.is_absolute() else REPO / path
-    if not path.exists():
-        msg = f"{path.name} not found: skipped (written by the learned-solver issues)"
+    spec = config["benchmarks"][point["benchmark"]]
+    module_name = spec["module"]
+    out = {"module": module_name, "seconds": 0.0}
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name is None or not (module_name == err.name or module_name.startswith(err.name + ".")):
+            raise  # the module exists but one of its own imports is missing: a real error
+        msg = f"module {module_name} not found: skipped"
         print(f"linear-solvers: {msg}")
-        return {"status": "missing", "seconds": 0.0, "message": msg}
-    spec = importlib.util.spec_from_file_location(f"_bench_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+        return {**out, "status": "missing", "message": msg}
     if not hasattr(module, "main"):
-        raise ValueError(f"{path}: a benchmark script must define main()")
+        raise ValueError(f"{module_name}: a benchmark module must define main(argv)")
     t0 = time.perf_counter()
-    result = _call_main(module.main, config["scripts"][point["script"]])
-    return {"status": "ok", "seconds": round(time.perf_counter() - t0, 3),
+    try:
+        result = _call_main(module.main, spec["argv"])
+    except FileExistsError as err:
+        return {**out, "status": "exists", "message": str(err)[:300]}
+    return {**out, "status": "ok", "seconds": round(time.perf_counter() - t0, 3),
             "message": "" if result in (None, 0) else str(result)[:200]}
 
 
 def analyze(rows: list[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
-    return {"fits": {}, "tables": {}, "notes": "Each script writes its own results under benchmarks/results/.\n",
+    return {"fits": {}, "tables": {}, "notes": "Each benchmark writes its own results under benchmarks/results/.\n",
             "columns": COLUMNS}
 
 
