@@ -11,18 +11,15 @@ import numpy as np
 import pytest
 import torch
 
+from pdesurrogates.linalg.omega import young_omega
 from pdesurrogates.physics.grid import Grid
 from pdesurrogates.physics.operators import laplacian_matrix
 from pdesurrogates.solvers.learned import LearnedSORSolver, SORBandit, TsallisINF
-from pdesurrogates.solvers.learned.sor_bandit import (
+from pdesurrogates.solvers.learned.bandits import (
     BinnedTsallisINF,
     ChebyshevContextualBandit,
     chebyshev_features,
-    instance_optimal_omega,
-    jacobi_spectral_radius,
-    poisson_young_omega,
     tsallis_inf_probabilities,
-    young_omega,
 )
 
 OMEGAS = np.linspace(1.0, 1.95, 20)
@@ -242,35 +239,6 @@ def test_chebyshev_probabilities_are_inverse_gap_weighted():
 
 
 # ---------------------------------------------------------------------------------------------
-# reference values of omega
-# ---------------------------------------------------------------------------------------------
-
-
-def test_jacobi_radius_and_optimal_omega_on_shifted_laplacians():
-    A = laplacian_matrix(Grid((12, 12), length=11.0))  # h = 1: the paper's 4, -1 stencil, n = 100
-    assert abs(A[0, 0] - 4.0) < 1e-12
-    for c in (-0.15, 0.0, 0.3):
-        Ac = A + c * np.eye(100)
-        beta = jacobi_spectral_radius(Ac)
-        assert abs(beta - 4 * math.cos(math.pi / 11) / (4 + c)) < 1e-12
-        omega = instance_optimal_omega(Ac)
-        assert abs(omega - young_omega(beta)) < 1e-13
-        assert abs(omega - instance_optimal_omega(beta=beta)) < 1e-15
-    assert abs(young_omega(math.cos(math.pi / 11)) - poisson_young_omega(10)) < 1e-13
-    # the non-symmetric path (dense eigenvalues of I - D^-1 A) agrees with the symmetric one
-    B = A.toarray() + np.diag(np.linspace(0, 0.1, 100))
-    assert abs(jacobi_spectral_radius(B, symmetric=False) - jacobi_spectral_radius(B)) < 1e-10
-    # and a torch tensor is accepted
-    assert abs(jacobi_spectral_radius(torch.as_tensor(B)) - jacobi_spectral_radius(B)) < 1e-14
-    with pytest.raises(ValueError, match="zero on its diagonal"):
-        jacobi_spectral_radius(np.array([[0.0, 1.0], [1.0, 2.0]]))
-    with pytest.raises(ValueError, match="square"):
-        jacobi_spectral_radius(np.ones((2, 3)))
-    with pytest.raises(ValueError, match=r"\[0, 1\)"):
-        young_omega(1.0)
-
-
-# ---------------------------------------------------------------------------------------------
 # the learned solver on a Poisson sequence
 # ---------------------------------------------------------------------------------------------
 
@@ -286,7 +254,7 @@ def test_learned_sor_solver_finds_youngs_omega_on_poisson():
     _linalg_or_skip()
     n = 8
     A = laplacian_matrix(Grid((n + 2, n + 2)))
-    young = poisson_young_omega(n)  # 1.4903
+    young = young_omega(A)  # 2 / (1 + sin(pi / 9)) = 1.4903
     solver = LearnedSORSolver(SORBandit(OMEGAS, seed=0), solver="sor", rtol=1e-8)
     rng = np.random.default_rng(0)
     for _ in range(300):

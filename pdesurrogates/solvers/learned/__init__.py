@@ -1,7 +1,8 @@
 """Learned accelerators for linear solvers.
 
 - :class:`SORBandit`, :class:`LearnedSORSolver` (``sor_bandit``): online choice of the SOR
-  relaxation factor across a sequence of systems (Khodak et al., ICLR 2024).
+  relaxation factor across a sequence of systems (Khodak et al., ICLR 2024), with the bandit
+  learners (:class:`TsallisINF` and the contextual ones) in ``bandits``.
 - :class:`ConjugateDirectionNet`, :class:`LearnedPreconditioner` (``conjugate_direction``): a network
   approximating ``A^-1 r`` used as a nonlinear preconditioner inside flexible CG
   (Kaneda et al., ICML 2023).
@@ -20,7 +21,7 @@ import importlib
 _EXPORTS = {
     "SORBandit": "sor_bandit",
     "LearnedSORSolver": "sor_bandit",
-    "TsallisINF": "sor_bandit",
+    "TsallisINF": "bandits",
     "ConjugateDirectionNet": "conjugate_direction",
     "LearnedPreconditioner": "conjugate_direction",
     "dcdm": "conjugate_direction",
