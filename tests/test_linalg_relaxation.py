@@ -350,6 +350,19 @@ def test_kernel_choice_and_bad_kernel():
         sor(gallery.poisson1d(4), np.ones(4), omega=1.0, ordering="red-black", kernel="wavefront")
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_wavefront_kernel_on_gpu_equals_cpu():
+    shifts = np.linspace(-0.15, 0.45, 40)
+    A = torch.stack([gallery.shifted_laplacian(10, c, format="dense") for c in shifts])
+    b = torch.from_numpy(_rhs(100, 13, batch=40))
+    omegas = torch.linspace(1.0, 1.95, 40, dtype=torch.float64)
+    cpu = ssor(A, b, omega=omegas, rtol=1e-9, kernel="wavefront")
+    gpu = ssor(A.cuda(), b.cuda(), omega=omegas.cuda(), rtol=1e-9, kernel="wavefront")
+    assert gpu.x.device.type == "cuda" and gpu.iterations.cpu().tolist() == cpu.iterations.tolist()
+    torch.testing.assert_close(gpu.x.cpu(), cpu.x, rtol=0, atol=1e-10)
+
+
 def test_docstring_examples():
     import doctest
 
