@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["hdf5", "readers", "neuralop_small", "normalize"]
+MODULES = ["hdf5", "readers", "neuralop_small", "normalize", "arrays"]
 
 
 @pytest.mark.parametrize("name", MODULES)

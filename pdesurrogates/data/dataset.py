@@ -53,6 +53,10 @@ class Source:
     def close(self) -> None:
         pass
 
+    def release(self) -> None:
+        """Drop what the source holds once the dataset has its own copy in memory."""
+        self.close()
+
 
 class ArraySource(Source):
     """Samples held in memory: ``x (N, C_in, *spatial)``, ``y (N, C_out, [T,] *spatial)``."""
@@ -68,7 +72,12 @@ class ArraySource(Source):
         self.meta = meta
 
     def read(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.x is None:
+            raise RuntimeError(f"{self.label}: samples were released after loading into memory")
         return self.x[lo:hi], self.y[lo:hi]
+
+    def release(self) -> None:
+        self.x = self.y = None  # the dataset's tensors are the samples now (maybe a copy)
 
 
 class H5Source(Source):
@@ -302,7 +311,7 @@ class FieldDataset(Dataset):
         if in_memory:
             x, y = self._read_numpy(np.arange(len(indices)))
             self._memory = (torch.from_numpy(x), torch.from_numpy(y))
-            source.close()
+            source.release()
 
     def __len__(self) -> int:
         return len(self.indices)
