@@ -236,3 +236,13 @@ def test_make_loader_equals_dataloader(tmp_path: Path, workers: int, in_memory: 
     for (fx, fy), (px, py) in pairs:
         assert fx.shape == px.shape and fy.shape == (px.shape[0], 1, 2, 5, 5)
         assert torch.equal(fx, px) and torch.equal(fy, py)
+
+
+def test_public_names_importable_from_readers_as_before() -> None:
+    from pdesurrogates import data
+    from pdesurrogates.data import readers
+
+    for name in ("FORMATS", "DataFormatError", "FieldDataset", "detect_format", "inspect_file",
+                 "make_loader", "open_dataset"):
+        assert getattr(readers, name) is getattr(data, name), name
+    assert readers.FORMATS == ("pdesurrogates", "pdebench", "fno-mat", "neuralop-pt")

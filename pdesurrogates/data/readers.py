@@ -30,7 +30,8 @@ from pdesurrogates.data import fno_mat, neuralop_pt, ours, pdebench
 from pdesurrogates.data.dataset import FieldDataset, make_dataset, make_loader
 from pdesurrogates.data.files import DataFormatError, check_readable, open_h5
 
-__all__ = ["FORMATS", "FieldDataset", "detect_format", "inspect_file", "make_loader", "open_dataset"]
+__all__ = ["FORMATS", "DataFormatError", "FieldDataset", "detect_format", "inspect_file", "make_loader",
+           "open_dataset"]
 
 _MODULES = {"pdesurrogates": ours, "pdebench": pdebench, "fno-mat": fno_mat, "neuralop-pt": neuralop_pt}
 FORMATS = tuple(_MODULES)
