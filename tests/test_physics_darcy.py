@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from pdesurrogates.physics.darcy import darcy_system, downsample, sample_coefficient, solve_darcy
+from pdesurrogates.physics.darcy import (
+    darcy_system,
+    downsample,
+    sample_coefficient,
+    solve_darcy,
+    solve_darcy_batch,
+)
 from pdesurrogates.physics.grid import Grid
 from pdesurrogates.physics.operators import apply_diffusion
+from pdesurrogates.physics.problems import get_problem
 from pdesurrogates.physics.random import sample_generator
 
 
@@ -29,7 +36,7 @@ def _manufactured(n):
     return grid, a, u, f
 
 
-@pytest.mark.parametrize("solver", ["direct", "amg"])
+@pytest.mark.parametrize("solver", ["direct", "amg", "cg"])
 def test_manufactured_solution_second_order(solver) -> None:
     hs, errors = [], []
     for n in (17, 33, 65, 129):
@@ -92,3 +99,42 @@ def test_fno_resolution_421_and_its_views() -> None:
         stride = 420 // (s - 1)
         assert np.array_equal(xs[0, 0], x[0, 0, ::stride, ::stride])
         assert np.array_equal(ys[0, 0], y[0, 0, ::stride, ::stride])
+
+
+def test_batched_cg_matches_the_direct_solve_on_cpu() -> None:
+    """The device path (batched Jacobi-PCG, here on the CPU) against SciPy's sparse LU."""
+    a = np.stack([sample_coefficient(49, sample_generator(0, i)) for i in range(3)])
+    a[2] = sample_coefficient(49, sample_generator(0, 2), kind="lognormal")
+    direct = np.stack([solve_darcy(x) for x in a])
+    batched = solve_darcy_batch(torch.from_numpy(a)).numpy()
+    for i in range(3):
+        A, b = darcy_system(a[i])
+        residual = np.linalg.norm(b - A @ batched[i, 1:-1, 1:-1].ravel()) / np.linalg.norm(b)
+        assert residual <= 1e-10  # the solver tolerance, in the direct solver's matrix
+        assert np.abs(batched[i] - direct[i]).max() <= 1e-8 * np.abs(direct[i]).max()
+    # the generator's "cg" solver: same coefficients, solutions equal to float32 round-off
+    x_cg, y_cg = get_problem("darcy", resolution=25, solver_resolution=49, solver="cg").generate(
+        [0, 1, 2], seed=0, device="cpu")
+    x_lu, y_lu = get_problem("darcy", resolution=25, solver_resolution=49).generate([0, 1, 2], seed=0)
+    assert np.array_equal(x_cg, x_lu)
+    assert np.abs(y_cg - y_lu).max() <= 1e-6 * np.abs(y_lu).max()
+
+
+def test_batched_cg_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        solve_darcy_batch(-torch.ones(1, 9, 9, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"\(B, s, s\)"):
+        solve_darcy_batch(torch.ones(9, 9, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="did not reach"):
+        solve_darcy_batch(torch.ones(2, 33, 33, dtype=torch.float64), maxiter=3)
+
+
+@pytest.mark.gpu
+def test_cuda_batched_cg_matches_cpu_direct() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    p = get_problem("darcy", resolution=65)
+    x_gpu, y_gpu = get_problem("darcy", resolution=65, solver="cg").generate(range(8), seed=0, device="cuda")
+    x_cpu, y_cpu = p.generate(range(8), seed=0)
+    assert np.array_equal(x_gpu, x_cpu)
+    assert np.abs(y_gpu - y_cpu).max() <= 1e-6 * np.abs(y_cpu).max()

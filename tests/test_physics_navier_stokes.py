@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,13 +15,17 @@ import torch
 
 from pdesurrogates.physics import spectral
 from pdesurrogates.physics.navier_stokes import (
+    default_time_step,
     enstrophy,
     fno_forcing,
     kinetic_energy,
     solve_navier_stokes,
     velocity_from_vorticity,
 )
+from pdesurrogates.physics.problems import get_problem
 from pdesurrogates.physics.random import gaussian_random_field, sample_generator
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _mesh(n):
@@ -111,6 +120,78 @@ def test_bad_input_refused() -> None:
         solve_navier_stokes(w0, -1.0, [0.5])
     with pytest.raises(ValueError, match="multiple of dt"):
         solve_navier_stokes(w0, 1e-3, [0.00015], dt=1e-4)
+
+
+def test_default_time_step_matches_the_papers_dt() -> None:
+    """FNO setting: the default step (CFL + accuracy bounds) agrees with dt = 1e-4 to < 1e-3."""
+    params = {"resolution": 32, "solver_resolution": 32, "t_final": 1.0, "record_every": 0.5}
+    default = get_problem("navier-stokes", **params)
+    assert default.dt is None
+    x, y = default.generate([0, 1], seed=0)
+    x_ref, y_ref = get_problem("navier-stokes", **params, dt=1e-4).generate([0, 1], seed=0)
+    assert np.array_equal(x, x_ref)
+    for t in range(2):
+        diff = np.linalg.norm((y[:, 0, t] - y_ref[:, 0, t]).reshape(2, -1), axis=1)
+        rel = diff / np.linalg.norm(y_ref[:, 0, t].reshape(2, -1), axis=1)
+        assert np.all(rel < 1e-3), (t, rel)
+    # ... with far fewer steps than the 10^4 of the fixed step
+    w0 = torch.as_tensor(x[:, 0], dtype=torch.float64)
+    steps = 1.0 / default_time_step(w0, default.nu, fno_forcing(32))
+    assert float(steps.max()) < 100
+
+
+def _heun_cn_amplification(y, a):
+    """One step of the code's scheme on a Fourier mode: advection eigenvalue ``-i y / dt``,
+    viscous ``-2 a / dt`` (``a = dt nu |k|^2 / 2``): CN numer/denom with a Heun predictor."""
+    numer, denom, z = 1.0 - a, 1.0 / (1.0 + a), -1j * y
+    pred = (numer + z) * denom
+    return (numer + 0.5 * z * (1.0 + pred)) * denom
+
+
+@pytest.mark.parametrize("nu", [1e-3, 1e-4, 1e-5])
+def test_default_step_keeps_every_kept_mode_stable(nu) -> None:
+    """Heun alone amplifies advected modes (|G| > 1 on the imaginary axis); at the default step
+    the Crank-Nicolson damping wins on every mode the 2/3 rule keeps, for any local velocity."""
+    n = 64
+    m = 2 * np.pi * np.arange(-(n // 3), n // 3 + 1)
+    kx, ky = np.meshgrid(m, m)
+    k2 = kx**2 + ky**2
+    for u_max in (0.05, 0.5, 5.0):
+        # a vorticity field with that max|u|: scale a random field
+        w = _random_w0(n, seed=2)
+        w = w * (u_max / float(velocity_from_vorticity(w).abs().max()))
+        dt = float(default_time_step(w[None], nu, accuracy=1e9))  # stability bounds only
+        for ux in np.linspace(-u_max, u_max, 9):  # any velocity with components <= max|u|
+            for uy in np.linspace(0, u_max, 5):
+                g = np.abs(_heun_cn_amplification(dt * (kx * ux + ky * uy), 0.5 * dt * nu * k2))
+                assert g.max() <= 1.0 + 1e-12, (nu, u_max, ux, uy, g.max())
+        # ... while pure Heun at that step would amplify the fastest mode
+        y = dt * (n // 3) * 2 * np.pi * u_max
+        assert abs(_heun_cn_amplification(y, 0.0)) > 1.0
+
+
+def test_default_step_is_batch_independent_and_lands_on_output_times() -> None:
+    w0 = torch.stack([_random_w0(32, s) * (1 + 3 * s) for s in range(3)])  # different speeds
+    f = fno_forcing(32)
+    both = solve_navier_stokes(w0, 1e-3, [0.3, 0.7], forcing=f)
+    for b in range(3):
+        single = solve_navier_stokes(w0[b], 1e-3, [0.3, 0.7], forcing=f)
+        assert torch.allclose(both[b], single, rtol=0, atol=1e-13 * float(single.abs().max()))
+    steps = 0.3 / default_time_step(w0, 1e-3, f)
+    assert len(set(torch.ceil(steps).tolist())) > 1  # the trajectories took different steps
+
+
+@pytest.mark.slow
+def test_generate_cli_default_navier_stokes_within_a_minute(tmp_path) -> None:
+    """``pdesurrogates generate navier-stokes --n 2 --resolution 32`` (128^2 solve, T = 50)."""
+    out = tmp_path / "ns.h5"
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "pdesurrogates.cli", "generate", "navier-stokes", "--n", "2",
+                    "--resolution", "32", "--out", str(out), "--no-progress"],
+                   cwd=REPO, env=env, check=True, capture_output=True)
+    assert time.perf_counter() - start < 60.0
+    assert out.exists()
 
 
 @pytest.mark.gpu

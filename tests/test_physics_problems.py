@@ -12,11 +12,11 @@ from pdesurrogates.physics.problems import PROBLEMS, get_problem
 from pdesurrogates.physics.random import gaussian_random_field, sample_generator
 
 SMALL = {
-    "darcy": dict(resolution=17, solver_resolution=33),
-    "poisson": dict(resolution=12),
-    "burgers": dict(resolution=64, solver_resolution=128, n_times=3, t_final=0.3, sigma=25.0),
-    "navier-stokes": dict(resolution=16, solver_resolution=32, t_final=0.2, record_every=0.1, dt=1e-2),
-    "heat": dict(resolution=10, dt=0.01, t_final=0.04, n_times=2),
+    "darcy": {"resolution": 17, "solver_resolution": 33},
+    "poisson": {"resolution": 12},
+    "burgers": {"resolution": 64, "solver_resolution": 128, "n_times": 3, "t_final": 0.3, "sigma": 25.0},
+    "navier-stokes": {"resolution": 16, "solver_resolution": 32, "t_final": 0.2, "record_every": 0.1, "dt": 1e-2},
+    "heat": {"resolution": 10, "dt": 0.01, "t_final": 0.04, "n_times": 2},
 }
 
 
@@ -72,16 +72,16 @@ def test_burgers_default_step_is_converged_for_fno_amplitude() -> None:
 
 
 @pytest.mark.parametrize("name,params,match", [
-    ("darcy", dict(resolution=3), "resolution must be an int >= 4"),
-    ("darcy", dict(low=0.0), "a <= 0"),
-    ("darcy", dict(resolution=17, solver_resolution=30), "divisible"),
-    ("burgers", dict(nu=0.0), "nu must be > 0"),
-    ("burgers", dict(resolution=256, dt=0.1), "CFL"),
-    ("navier-stokes", dict(nu=-1e-3), "nu must be > 0"),
-    ("navier-stokes", dict(resolution=64, dt=0.5, record_every=0.5, t_final=1.0), "CFL"),
-    ("navier-stokes", dict(record_every=0.33), "multiple of record_every"),
-    ("heat", dict(diffusivity_floor=0.0), "positive"),
-    ("poisson", dict(boundary="periodic"), "dirichlet"),
+    ("darcy", {"resolution": 3}, "resolution must be an int >= 4"),
+    ("darcy", {"low": 0.0}, "a <= 0"),
+    ("darcy", {"resolution": 17, "solver_resolution": 30}, "divisible"),
+    ("burgers", {"nu": 0.0}, "nu must be > 0"),
+    ("burgers", {"resolution": 256, "dt": 0.1}, "CFL"),
+    ("navier-stokes", {"nu": -1e-3}, "nu must be > 0"),
+    ("navier-stokes", {"resolution": 64, "dt": 0.5, "record_every": 0.5, "t_final": 1.0}, "CFL"),
+    ("navier-stokes", {"record_every": 0.33}, "multiple of record_every"),
+    ("heat", {"diffusivity_floor": 0.0}, "positive"),
+    ("poisson", {"boundary": "periodic"}, "dirichlet"),
 ])
 def test_nonphysical_parameters_refused_with_reason(name, params, match) -> None:
     with pytest.raises(ValueError, match=match):
@@ -99,3 +99,61 @@ def test_unknown_names_list_valid_ones_and_strings_are_coerced() -> None:
     assert p.nu == 1e-4 and p.resolution == 32 and p.solver_resolution is None
     with pytest.raises(ValueError, match="expects int"):
         get_problem("darcy", resolution="4.5")
+
+
+# -- devices ---------------------------------------------------------------------------------------
+def test_unavailable_device_is_refused_naming_it() -> None:
+    import torch
+
+    from pdesurrogates.physics.problems import resolve_device
+
+    assert resolve_device(None) == torch.device("cpu")
+    with pytest.raises(ValueError, match="'foo' is not a torch device"):
+        resolve_device("foo")
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="'cuda:99': only"):
+            resolve_device("cuda:99")
+        return
+    for name, params in SMALL.items():  # never a silent CPU run when a GPU was asked for
+        with pytest.raises(ValueError, match="'cuda': CUDA is not available"):
+            get_problem(name, **params).generate([0], seed=0, device="cuda")
+
+
+def test_each_generator_runs_on_an_accelerator_or_refuses_it(monkeypatch) -> None:
+    """With a (pretended) CUDA device: Darcy's CPU solvers and Poisson/heat refuse it, naming the
+    device and the reason; Darcy's "cg", Burgers and Navier-Stokes accept it."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    accepted = {"burgers", "navier-stokes"}
+    for name, params in SMALL.items():
+        problem = get_problem(name, **params)
+        assert problem.check_device("cpu") == torch.device("cpu")
+        if name in accepted:
+            assert problem.check_device("cuda:0") == torch.device("cuda:0")
+        else:
+            with pytest.raises(ValueError, match=f"{name}: .*CPU only.*'cuda:0' cannot be used"):
+                problem.check_device("cuda:0")
+    darcy = get_problem("darcy", **SMALL["darcy"], **PROBLEMS["darcy"].accelerator_params)
+    assert darcy.solver == "cg" and darcy.check_device("cuda") == torch.device("cuda")
+    with pytest.raises(ValueError, match="solver 'amg' runs on the CPU only"):
+        get_problem("darcy", **SMALL["darcy"], solver="amg").check_device("cuda")
+
+
+def test_generate_cli_refuses_an_unavailable_device(tmp_path, capsys) -> None:
+    import torch
+
+    from pdesurrogates.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    out = tmp_path / "d.h5"
+    argv = ["generate", "darcy", "--n", "2", "--resolution", "9", "--out", str(out), "--no-progress",
+            "--device", "cuda"]
+    try:
+        rc, message = main(argv), capsys.readouterr().err
+    except ValueError as exc:  # a command line that re-raises what is not its own error type
+        rc, message = 2, str(exc)
+    assert rc == 2 and "--device: device 'cuda': CUDA is not available" in message
+    assert not out.exists()

@@ -4,7 +4,7 @@
 
     pdesurrogates generate PDE --n N --resolution R --seed S --out FILE
         [--resume] [--overwrite] [--workers W] [--device cpu|cuda] [--param key=value ...]
-        [--batch-size B] [--no-progress]
+        [--batch-size B] [--threads T] [--no-progress]
     pdesurrogates generate --preset NAME [--out FILE] [any of the options above to override]
 
 ``PDE`` is one of the names of :data:`pdesurrogates.physics.problems.PROBLEMS`; parameters default
@@ -49,7 +49,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--batch-size", type=int, default=None,
                         help="samples per solver call (Navier-Stokes solves a batch at once)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default 1)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:k] (batched spectral solvers)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu or cuda[:k]: Navier-Stokes and Burgers run there, Darcy with its "
+                        "batched CG solver (solver=cg, picked unless --param solver is given); "
+                        "Poisson and heat refuse any device but cpu")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads of torch (default: all cores, or 1 when the machine is "
+                        "already busy)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -215,36 +221,53 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from pdesurrogates.commands.quickstart import choose_threads
     from pdesurrogates.data.hdf5 import write_dataset
-    from pdesurrogates.physics.problems import get_problem
+    from pdesurrogates.physics.problems import PROBLEMS, get_problem, resolve_device
 
-    problem = get_problem(job["pde"], **job["params"])
-    device = str(args.device)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine")
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise ValueError(f"--device must be cpu or cuda[:k], got {device!r}")
-    if device != "cpu" and int(job["workers"]) > 1:
+    try:
+        dev = resolve_device(args.device)
+    except ValueError as exc:
+        raise ValueError(f"--device: {exc}") from None
+    params = dict(job["params"])
+    if dev.type != "cpu":  # the generator's device path (e.g. Darcy's batched CG) unless chosen
+        for key, value in getattr(PROBLEMS.get(job["pde"]), "accelerator_params", {}).items():
+            params.setdefault(key, value)
+    problem = get_problem(job["pde"], **params)
+    try:
+        problem.check_device(dev)
+    except ValueError as exc:
+        raise ValueError(f"--device: {exc}") from None
+    device = str(dev)
+    if dev.type != "cpu" and int(job["workers"]) > 1:
         raise ValueError("--workers > 1 runs CPU processes; on a GPU use --batch-size instead")
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+    # extra threads on a busy machine cost far more than they give (small FFTs, sparse solves)
+    threads_before = torch.get_num_threads()
     out = Path(job["out"])
     check_memory(problem, min(int(job["batch_size"]), int(job["n"])), int(job["n"]))
     start = time.perf_counter()
-    write_dataset(
-        out,
-        partial(problem.generate, seed=int(job["seed"]), device=device),
-        int(job["n"]),
-        pde=problem.name,
-        input_shape=problem.input_shape,
-        output_shape=problem.output_shape,
-        params=problem.to_dict(),
-        seed=int(job["seed"]),
-        grid=problem.grid_arrays(),
-        batch_size=int(job["batch_size"]),
-        workers=int(job["workers"]),
-        resume=args.resume,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-    )
+    torch.set_num_threads(choose_threads(args.threads))
+    try:
+        write_dataset(
+            out,
+            partial(problem.generate, seed=int(job["seed"]), device=device),
+            int(job["n"]),
+            pde=problem.name,
+            input_shape=problem.input_shape,
+            output_shape=problem.output_shape,
+            params=problem.to_dict(),
+            seed=int(job["seed"]),
+            grid=problem.grid_arrays(),
+            batch_size=int(job["batch_size"]),
+            workers=int(job["workers"]),
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    finally:
+        torch.set_num_threads(threads_before)
     elapsed = time.perf_counter() - start
     print(f"wrote {out} ({job['n']} samples of {problem.name}, inputs {problem.input_shape}, "
           f"outputs {problem.output_shape}) in {elapsed:.1f} s", file=sys.stdout)

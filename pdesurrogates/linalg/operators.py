@@ -167,8 +167,10 @@ class StencilOperator:
 
     Parameters
     ----------
-    a : array ``grid.shape``
-        Positive coefficient at every node (boundary nodes included).
+    a : array ``grid.shape`` or ``(B, *grid.shape)``
+        Positive coefficient at every node (boundary nodes included). A leading axis makes a
+        batch of ``B`` operators, one per coefficient, applied to ``x`` of shape ``(B, n)`` (a
+        batch of systems for the batched solvers, like a batch of dense matrices).
     grid : Grid
         A Dirichlet grid; the unknowns are its interior nodes in C order,
         ``n = prod(grid.interior_shape)``.
@@ -187,10 +189,10 @@ class StencilOperator:
         _refuse_complex(a, "the coefficient a", "StencilOperator")
         if not isinstance(a, torch.Tensor):
             a = torch.as_tensor(np.asarray(a, dtype=np.float64))
-        if tuple(a.shape) != self.grid.shape:
+        if tuple(a.shape[-self.grid.ndim:]) != self.grid.shape or a.ndim > self.grid.ndim + 1:
             raise ValueError(
                 f"StencilOperator: coefficient a has shape {tuple(a.shape)}, "
-                f"grid needs {self.grid.shape}"
+                f"grid needs {self.grid.shape} (or a batch (B, *{self.grid.shape}))"
             )
         if self.grid.boundary != "dirichlet":
             raise ValueError(f"StencilOperator needs a Dirichlet grid, got {self.grid.boundary!r}")
@@ -203,6 +205,11 @@ class StencilOperator:
     def shape(self) -> tuple[int, int]:
         n = math.prod(self.grid.interior_shape)
         return (n, n)
+
+    @property
+    def batch(self) -> int | None:
+        """``B`` for a batch of coefficients ``(B, *grid.shape)``, else ``None``."""
+        return self.a.shape[0] if self.a.ndim > self.grid.ndim else None
 
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the operator to ``x`` of shape ``(n,)`` or ``(B, n)``."""
@@ -220,28 +227,33 @@ class StencilOperator:
         return apply_diffusion(a, u, self.grid).reshape(*lead, -1)
 
     def diagonal(self) -> torch.Tensor:
-        """Diagonal ``(n,)`` on ``a``'s device, equal bit for bit to :meth:`to_scipy`'s.
+        """Diagonal ``(n,)`` (``(B, n)`` for a batch) on ``a``'s device, equal bit for bit to
+        :meth:`to_scipy`'s.
 
         (:func:`~pdesurrogates.physics.operators.diffusion_diagonal` in the summation order of
         :func:`~pdesurrogates.physics.operators.diffusion_matrix`.)
         """
         a = self.a.detach()
         nd = self.grid.ndim
+        lead = [slice(None)] * (a.ndim - nd)  # the batch axis, if any
         diag = 0.0
         for axis, h in enumerate(self.grid.spacing):
-            face = harmonic_face_average(a, axis)
+            face = harmonic_face_average(a, a.ndim - nd + axis)
             cut = [slice(1, -1)] * nd
             cut[axis] = slice(None)
-            face = face[tuple(cut)] / h**2
-            m = face.shape[axis]
+            face = face[tuple(lead + cut)] / h**2
+            m = face.shape[a.ndim - nd + axis]
             west = [slice(None)] * nd
             east = [slice(None)] * nd
             west[axis], east[axis] = slice(0, m - 1), slice(1, m)
-            diag = diag + (face[tuple(west)] + face[tuple(east)])
-        return diag.reshape(-1)
+            diag = diag + (face[tuple(lead + west)] + face[tuple(lead + east)])
+        return diag.reshape(-1) if self.batch is None else diag.reshape(self.batch, -1)
 
     def to_scipy(self) -> sp.csr_matrix:
         """The assembled SciPy CSR matrix (``physics.operators.diffusion_matrix``)."""
+        if self.batch is not None:
+            raise ValueError(f"a batch of {self.batch} stencil operators has no single SciPy "
+                             "matrix; index the coefficient (StencilOperator(a[i], grid))")
         return diffusion_matrix(self.a.detach().cpu().numpy(), self.grid)
 
     def colors(self) -> np.ndarray:
@@ -287,7 +299,8 @@ class TorchOperator:
     n : int
         Number of unknowns.
     batch : int or None
-        ``B`` when ``A`` is a batch of dense matrices ``(B, n, n)``, else ``None``.
+        ``B`` when ``A`` is a batch of dense matrices ``(B, n, n)`` or a
+        :class:`StencilOperator` with a batch of coefficients, else ``None``.
     kind : str
         ``"csr"``, ``"dense"``, ``"batched"``, ``"stencil"``, ``"linear_operator"`` (SciPy
         LinearOperator or duck-typed) or ``"callable"``.
@@ -312,6 +325,7 @@ class TorchOperator:
         if isinstance(A, StencilOperator):
             self.kind = "stencil"
             self.stencil = A
+            self.batch = A.batch
             self.device = torch.device(device) if device is not None else A.a.device
             self.n = A.shape[0]
             return
@@ -451,7 +465,7 @@ class TorchOperator:
         return self.matvec(X)[0].to("cpu").numpy()
 
     def diagonal(self) -> torch.Tensor:
-        """Diagonal ``(n,)`` (or ``(B, n)`` for a batch of dense matrices)."""
+        """Diagonal ``(n,)`` (or ``(B, n)`` for a batch of matrices or stencils)."""
         if self.matrix_free:
             self._refuse_matrix_free("diagonal")
         if self.kind == "stencil":

@@ -19,6 +19,7 @@ The FNO-paper setting (Li et al., ICLR 2021): ``L = 1``, ``nu = 0.1``,
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -90,7 +91,7 @@ def solve_burgers(
     u = u.to(torch.float64)
     n = u.shape[-1]
     times = [float(t) for t in times]
-    if not times or times[0] < 0 or any(b <= a for a, b in zip(times, times[1:])):
+    if not times or times[0] < 0 or any(b <= a for a, b in itertools.pairwise(times)):
         raise ValueError(f"solve_burgers: times must be non-empty, >= 0 and increasing, got {times}")
     u_max = float(u.detach().abs().max())
     limit = max_stable_dt(u_max, n, length, nu)

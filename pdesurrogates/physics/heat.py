@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg
+import scipy.sparse.linalg  # noqa: F401  (sp.linalg, and the name scipy for the doctest)
 
 from pdesurrogates.physics.grid import Grid
 from pdesurrogates.physics.operators import laplacian_matrix

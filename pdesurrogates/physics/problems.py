@@ -9,6 +9,10 @@ settings where the paper has one) with
 * ``generate(indices, seed, device)``: float32 numpy ``(inputs, outputs)`` for those sample indices;
   sample ``i`` draws all its randomness from ``sample_generator(seed, i)`` on the CPU, so it is the
   same whatever the batch it is generated in, the worker, or the device;
+* ``check_device(device)``: the ``torch.device`` the generator will run on, or a ``ValueError``
+  naming the device when it does not exist here or the generator cannot use it (the solvers of
+  Poisson and heat are SciPy sparse direct solves, CPU only; Darcy runs on an accelerator with
+  ``solver="cg"``, see ``accelerator_params``);
 * ``to_dict()``: every parameter, JSON-ready (stored as the dataset's provenance).
 
 >>> p = get_problem("darcy", resolution=17)
@@ -56,10 +60,47 @@ def _indices(indices) -> list[int]:
     return idx
 
 
+def resolve_device(device=None) -> torch.device:
+    """``device`` (``None``: the CPU) as a ``torch.device`` that exists on this machine.
+
+    Raises
+    ------
+    ValueError
+        Naming the device when it is not a torch device, when CUDA (or MPS) is not available,
+        or when the CUDA index is out of range.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    try:
+        dev = torch.device("cpu" if device is None else device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device {device!r} is not a torch device (use cpu or cuda[:k])") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(dev)!r}: CUDA is not available on this machine (torch "
+                             f"{torch.__version__}, {torch.cuda.device_count()} CUDA devices); "
+                             "use device 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(dev)!r}: only {torch.cuda.device_count()} CUDA device(s) "
+                             f"here (indices 0-{torch.cuda.device_count() - 1})")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {str(dev)!r}: MPS is not available on this machine")
+    elif dev.type != "cpu":
+        raise ValueError(f"device {str(dev)!r} is not supported by the generators (use cpu or cuda[:k])")
+    return dev
+
+
 class _ProblemBase:
     """Shared helpers of the problem dataclasses."""
 
     name: ClassVar[str] = ""
+    # the generator runs its solver on any torch device (True) or on the CPU only (False)
+    accelerated: ClassVar[bool] = False
+    # parameters `pdesurrogates generate --device cuda` sets when they are not given, to select the
+    # device path of the generator
+    accelerator_params: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         self.validate()
@@ -70,6 +111,20 @@ class _ProblemBase:
     def to_dict(self) -> dict[str, Any]:
         """``{"pde": name, **parameters}`` (JSON-ready)."""
         return {"pde": self.name, **dataclasses.asdict(self)}
+
+    def check_device(self, device=None) -> torch.device:
+        """The ``torch.device`` :meth:`generate` runs on; refuses one it cannot use, naming it."""
+        dev = resolve_device(device)
+        if dev.type != "cpu" and not self._runs_on_accelerator():
+            raise ValueError(f"{self.name}: {self._cpu_only_reason()}; device {str(dev)!r} cannot be "
+                             "used, run it with device 'cpu'")
+        return dev
+
+    def _runs_on_accelerator(self) -> bool:
+        return self.accelerated
+
+    def _cpu_only_reason(self) -> str:
+        return "the generator solves with SciPy's sparse direct solver, on the CPU only"
 
     def _check_common(self) -> None:
         res = self.resolution
@@ -92,10 +147,15 @@ class DarcyProblem(_ProblemBase):
     alpha, tau, sigma : GRF parameters of the coefficient (Neumann Laplacian).
     high, low : the two values of the thresholded coefficient.
     forcing : constant right-hand side ``f``.
-    solver : {"direct", "amg"}
+    solver : {"direct", "amg", "cg"}
+        ``"direct"`` (SciPy sparse LU) and ``"amg"`` (pyamg) run on the CPU, one sample at a
+        time; ``"cg"`` solves the whole batch at once with Jacobi-preconditioned CG to a relative
+        residual of ``1e-10`` on any device (:func:`~pdesurrogates.physics.darcy.solve_darcy_batch`),
+        and is what ``pdesurrogates generate --device cuda`` picks unless a solver is given.
     """
 
     name: ClassVar[str] = "darcy"
+    accelerator_params: ClassVar[dict[str, Any]] = {"solver": "cg"}
     resolution: int = 421
     solver_resolution: int | None = None
     coefficient: str = "threshold"
@@ -144,13 +204,35 @@ class DarcyProblem(_ProblemBase):
         x, y = self.grid.coords()
         return {"x": x, "y": y}
 
+    def _runs_on_accelerator(self) -> bool:
+        return self.solver not in _darcy.CPU_SOLVERS
+
+    def _cpu_only_reason(self) -> str:
+        return (f"solver {self.solver!r} runs on the CPU only (solver 'cg' solves the batch on "
+                "any device)")
+
     def generate(self, indices: Sequence[int], seed: int, device=None) -> tuple[np.ndarray, np.ndarray]:
-        """Coefficients ``(k, 1, s, s)`` and solutions ``(k, 1, s, s)``, float32 (CPU sparse solve)."""
+        """Coefficients ``(k, 1, s, s)`` and solutions ``(k, 1, s, s)``, float32.
+
+        ``solver="direct"``/``"amg"``: one CPU sparse solve per sample; ``"cg"``: one batched
+        solve of the ``k`` samples on ``device``. The coefficients are drawn on the CPU either way.
+        """
+        dev = self.check_device(device)
         idx = _indices(indices)
         S = self.solver_grid_size
         stride = (S - 1) // (self.resolution - 1)
         inputs = np.empty((len(idx), *self.input_shape), dtype=np.float32)
         outputs = np.empty((len(idx), *self.output_shape), dtype=np.float32)
+        if self.solver == "cg":
+            coefficients = np.stack([
+                _darcy.sample_coefficient(S, sample_generator(seed, i), kind=self.coefficient,
+                                          alpha=self.alpha, tau=self.tau, sigma=self.sigma,
+                                          high=self.high, low=self.low) for i in idx])
+            a = torch.from_numpy(coefficients).to(dev)
+            u = _darcy.solve_darcy_batch(a, self.forcing).cpu().numpy()
+            inputs[:, 0] = coefficients[:, ::stride, ::stride]
+            outputs[:, 0] = u[:, ::stride, ::stride]
+            return inputs, outputs
         for row, i in enumerate(idx):
             a = _darcy.sample_coefficient(S, sample_generator(seed, i), kind=self.coefficient,
                                           alpha=self.alpha, tau=self.tau, sigma=self.sigma,
@@ -202,6 +284,9 @@ class PoissonProblem(_ProblemBase):
         return dict(zip("xyz", self.grid.coords()))
 
     def generate(self, indices: Sequence[int], seed: int, device=None) -> tuple[np.ndarray, np.ndarray]:
+        """Right-hand sides and solutions, float32; SciPy sparse direct solves on the CPU (any other
+        ``device`` is refused)."""
+        self.check_device(device)
         idx = _indices(indices)
         grid = self.grid
         inputs = np.empty((len(idx), *self.input_shape), dtype=np.float32)
@@ -230,6 +315,7 @@ class BurgersProblem(_ProblemBase):
     """
 
     name: ClassVar[str] = "burgers"
+    accelerated: ClassVar[bool] = True
     resolution: int = 8192
     solver_resolution: int | None = None
     nu: float = 0.1
@@ -288,12 +374,13 @@ class BurgersProblem(_ProblemBase):
                 "t": np.asarray(self.times)}
 
     def generate(self, indices: Sequence[int], seed: int, device=None) -> tuple[np.ndarray, np.ndarray]:
+        dev = self.check_device(device)
         idx = _indices(indices)
         S = self.solver_grid_size
         stride = S // self.resolution
         u0 = torch.stack([gaussian_random_field((S,), self.alpha, self.tau, self.sigma,
                                                 generator=sample_generator(seed, i)) for i in idx])
-        u0 = u0.to(device or "cpu")
+        u0 = u0.to(dev)
         # one trajectory at a time, each with the step its own max|u0| allows (the solver's
         # default), so a sample never depends on its batch-mates
         out = torch.stack([_burgers.solve_burgers(u0[k], self.nu, self.times, dt=self.dt)
@@ -308,20 +395,26 @@ class NavierStokesProblem(_ProblemBase):
     """2D vorticity Navier–Stokes on the unit torus (FNO setting): input ``w0``, output ``w`` at
     ``record_every, 2 record_every, ..., t_final``: ``(1, T, s, s)``.
 
-    Solved at ``solver_resolution`` (default ``4 * resolution``: 256 for 64, as in the paper) with
-    step ``dt`` and subsampled. ``dt`` is refused when it violates the advective CFL bound for a
-    ``6 sigma`` estimate of the initial velocity. ``sigma`` defaults to ``7^(3/2)``, the amplitude of
+    Solved at ``solver_resolution`` (default ``4 * resolution``: 256 for 64, as in the paper) and
+    subsampled. Time step: by default each trajectory picks its own from the CFL bound at the
+    solver resolution (safety factor ``cfl``) and the accuracy bound ``accuracy`` of
+    :func:`~pdesurrogates.physics.navier_stokes.default_time_step`, recomputed at every recorded
+    time; a fixed ``dt`` (the paper's ``1e-4``) is refused when it violates the advective CFL bound
+    for a ``6 sigma`` estimate of the initial velocity. ``sigma`` defaults to ``7^(3/2)``, the amplitude of
     the FNO prior ``N(0, 7^(3/2) (-Laplace + 49 I)^(-2.5))``. ``precision="float32"`` halves the
     memory and speeds up GPU generation (the initial field is drawn in float64 either way).
     """
 
     name: ClassVar[str] = "navier-stokes"
+    accelerated: ClassVar[bool] = True
     resolution: int = 64
     solver_resolution: int | None = None
     nu: float = 1e-3
     t_final: float = 50.0
     record_every: float = 1.0
-    dt: float = 1e-4
+    dt: float | None = None
+    cfl: float = _ns.DEFAULT_CFL
+    accuracy: float | None = None
     alpha: float = 2.5
     tau: float = 7.0
     sigma: float = 7.0**1.5
@@ -343,15 +436,21 @@ class NavierStokesProblem(_ProblemBase):
         n_rec = self.t_final / self.record_every
         _require(abs(n_rec - round(n_rec)) < 1e-9 * max(n_rec, 1), self.name,
                  f"t_final={self.t_final} must be a multiple of record_every={self.record_every}")
-        _require(self.dt > 0, self.name, f"dt must be > 0, got {self.dt}")
-        steps = self.record_every / self.dt
-        _require(abs(steps - round(steps)) < 1e-6 * max(steps, 1), self.name,
-                 f"record_every={self.record_every} must be a multiple of dt={self.dt}")
+        _require(0 < self.cfl <= _ns.CFL_LIMIT, self.name,
+                 f"cfl must be in (0, {_ns.CFL_LIMIT}], got {self.cfl}")
+        _require(self.accuracy is None or self.accuracy > 0, self.name,
+                 f"accuracy must be > 0 (or None for the scheme's default), got {self.accuracy}")
         S = self.solver_grid_size
         _require(S >= self.resolution and S % self.resolution == 0, self.name,
                  f"solver_resolution {S} must be a multiple of resolution {self.resolution}")
         _require(self.alpha > 1.0 and self.tau > 0 and self.sigma >= 0, self.name,
                  f"need alpha > 1, tau > 0, sigma >= 0; got {self.alpha}, {self.tau}, {self.sigma}")
+        if self.dt is None:
+            return
+        _require(self.dt > 0, self.name, f"dt must be > 0, got {self.dt}")
+        steps = self.record_every / self.dt
+        _require(abs(steps - round(steps)) < 1e-6 * max(steps, 1), self.name,
+                 f"record_every={self.record_every} must be a multiple of dt={self.dt}")
         limit = _ns.max_stable_dt(self.u_max_estimate, S)
         _require(self.dt <= limit, self.name,
                  f"dt={self.dt:.3g} violates the CFL bound dt * max|u| / h <= {_ns.CFL_LIMIT} for the "
@@ -390,17 +489,17 @@ class NavierStokesProblem(_ProblemBase):
 
     def generate(self, indices: Sequence[int], seed: int, device=None) -> tuple[np.ndarray, np.ndarray]:
         """All requested trajectories advance together as one batch on ``device``."""
+        device = self.check_device(device)
         idx = _indices(indices)
         S = self.solver_grid_size
         stride = S // self.resolution
-        device = torch.device(device or "cpu")
         w0 = torch.stack([gaussian_random_field((S, S), self.alpha, self.tau, self.sigma,
                                                 generator=sample_generator(seed, i)) for i in idx])
         dtype = torch.float64 if self.precision == "float64" else torch.float32
         w0 = w0.to(device=device, dtype=dtype)
         forcing = _ns.fno_forcing(S, device=device, dtype=dtype) if self.forcing == "fno" else None
         w = _ns.solve_navier_stokes(w0, self.nu, self.times, dt=self.dt, forcing=forcing,
-                                    scheme=self.scheme)
+                                    scheme=self.scheme, cfl=self.cfl, accuracy=self.accuracy)
         inputs = w0[:, None, ::stride, ::stride].cpu().numpy().astype(np.float32)
         outputs = w[:, None, :, ::stride, ::stride].cpu().numpy().astype(np.float32)
         return inputs, outputs
@@ -455,6 +554,9 @@ class HeatProblem(_ProblemBase):
         return {"x": x, "y": y, "t": np.asarray(self.times)}
 
     def generate(self, indices: Sequence[int], seed: int, device=None) -> tuple[np.ndarray, np.ndarray]:
+        """Initial states and trajectories, float32; Crank–Nicolson steps solved by SciPy's sparse
+        direct solver on the CPU (any other ``device`` is refused)."""
+        self.check_device(device)
         idx = _indices(indices)
         s = self.resolution
         grid = Grid((s, s))
