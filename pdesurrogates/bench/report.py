@@ -12,8 +12,9 @@ import json
 import math
 import platform
 import subprocess
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks" / "results"
@@ -35,11 +36,22 @@ def git_sha() -> str:
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
         )
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True,
+            check=False,
         ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def _version(distribution: str) -> str | None:
+    """Installed version of a distribution, ``None`` when it is not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def environment(device: str | None = None) -> dict[str, Any]:
@@ -57,6 +69,9 @@ def environment(device: str | None = None) -> dict[str, Any]:
         "cuda": torch.version.cuda,
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
+        "neuralop": _version("neuraloperator"),
+        "pyamg": _version("pyamg"),
+        "h5py": _version("h5py"),
         "python": platform.python_version(),
         "pdesurrogates": pdesurrogates.__version__,
         "git_sha": git_sha(),

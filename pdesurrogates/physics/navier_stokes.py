@@ -171,7 +171,8 @@ def solve_navier_stokes(
     scheme: str = "heun",
     cfl: float = DEFAULT_CFL,
     accuracy: float | None = None,
-) -> torch.Tensor:
+    return_steps: bool = False,
+):
     """Integrate the vorticity equation and return ``w`` at the requested ``times``.
 
     Parameters
@@ -198,11 +199,15 @@ def solve_navier_stokes(
     cfl, accuracy : float
         Safety factor and accuracy constant of the default step (see :func:`default_time_step`);
         unused with a fixed ``dt``.
+    return_steps : bool
+        Also return the number of steps each trajectory took.
 
     Returns
     -------
     torch.Tensor
-        ``(B, len(times), n, n)`` (or ``(len(times), n, n)``), dtype and device of ``w0``.
+        ``(B, len(times), n, n)`` (or ``(len(times), n, n)``), dtype and device of ``w0``;
+        with ``return_steps``, a pair ``(w, steps)``, ``steps`` an int64 CPU tensor ``(B,)`` (or a
+        0-d one).
     """
     if not nu > 0:
         raise ValueError(f"solve_navier_stokes: viscosity nu must be > 0, got {nu}")
@@ -257,6 +262,7 @@ def solve_navier_stokes(
 
     w_hat = torch.fft.rfft2(w)
     out = []
+    taken = torch.zeros(w.shape[0], dtype=torch.int64)
     if dt is not None:
         half_visc = 0.5 * dt * nu * k2
         numer, denom = 1.0 - half_visc, 1.0 / (1.0 + half_visc)
@@ -266,6 +272,7 @@ def solve_navier_stokes(
                 w_hat = step(w_hat, dt, numer, denom)
             done = target
             out.append(_snapshot(w_hat, n, dtype, target * dt))
+        taken += done
     else:
         t_prev = 0.0
         for t in times:
@@ -279,6 +286,7 @@ def solve_navier_stokes(
             numer, denom = 1.0 - half_visc, 1.0 / (1.0 + half_visc)
             n_max = int(counts.max())
             uniform = bool((counts == n_max).all())
+            taken += counts.cpu().to(torch.int64)
             counts = counts.to(w.device)[:, None, None]
             for k in range(n_max):
                 new = step(w_hat, step_dt, numer, denom)
@@ -287,7 +295,9 @@ def solve_navier_stokes(
             t_prev = t
             out.append(_snapshot(w_hat, n, dtype, t))
     result = torch.stack(out, dim=1)
-    return result[0] if squeeze else result
+    if squeeze:
+        result, taken = result[0], taken[0]
+    return (result, taken) if return_steps else result
 
 
 def _snapshot(w_hat: torch.Tensor, n: int, dtype: torch.dtype, t: float) -> torch.Tensor:
