@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["grid", "operators", "random", "spectral", "darcy", "poisson", "heat", "problems"]
+MODULES = ["grid", "operators", "random", "spectral", "darcy", "poisson", "heat", "problems",
+           "navier_stokes", "fem", "hard_systems"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -15,5 +16,6 @@ def test_docstring_examples(name) -> None:
     module = importlib.import_module(f"pdesurrogates.physics.{name}")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
-    if name in ("random", "spectral", "darcy", "poisson", "heat", "problems"):
+    if name in ("random", "spectral", "darcy", "poisson", "heat", "problems", "navier_stokes", "fem",
+                "hard_systems"):
         assert result.attempted > 0

@@ -12,6 +12,8 @@ Nothing here imports a neural network or training code. Submodules:
 ``navier_stokes``  2D vorticity Navier–Stokes, pseudo-spectral CN/Heun, batched
 ``heat``           :class:`HeatSequence` of Crank–Nicolson SPD systems
 ``problems``       ``PROBLEMS`` registry and :func:`get_problem` for dataset generation
+``fem``            P1 finite elements on triangle meshes (random Delaunay meshes of the unit square)
+``hard_systems``   :func:`hard_system`: seeded families of hard SPD matrices of any size (SciPy CSR)
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ _EXPORTS = {
     "HeatStep": "heat",
     "PROBLEMS": "problems",
     "get_problem": "problems",
+    "resolve_device": "problems",
+    "HARD_SYSTEMS": "hard_systems",
+    "HardSystem": "hard_systems",
+    "hard_system": "hard_systems",
 }
 
 __all__ = list(_EXPORTS)
