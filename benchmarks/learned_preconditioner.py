@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -51,23 +50,19 @@ from pdesurrogates.models import MgNOConfig
 from pdesurrogates.physics.darcy import sample_coefficient
 from pdesurrogates.physics.grid import Grid
 from pdesurrogates.physics.operators import diffusion_matrix
-from pdesurrogates.solvers.learned.conjugate_direction import (
-    DCDMConfig,
-    DCDMTrainConfig,
-    LearnedPreconditioner,
-    train_dcdm,
-)
+from pdesurrogates.solvers.learned.conjugate_direction import DCDMConfig, LearnedPreconditioner
 from pdesurrogates.solvers.learned.multigrid_preconditioner import (
     MultigridNeuralOperator,
     MultigridPreconditionerConfig,
-    MultigridTrainConfig,
     NeuralMultigridPreconditioner,
-    train_multigrid_preconditioner,
 )
-from pdesurrogates.solvers.learned.neural_preconditioner import (
-    NeuralOperatorPreconditioner,
-    OperatorPreconditionerTrainConfig,
-    train_operator_preconditioner_from_config,
+from pdesurrogates.solvers.learned.neural_preconditioner import NeuralOperatorPreconditioner
+from pdesurrogates.train import train_network
+from pdesurrogates.train.config import to_dict
+from pdesurrogates.train.tasks.preconditioners import (
+    DCDMTask,
+    NeuralMultigridTask,
+    OperatorPreconditionerTask,
 )
 
 SIZES = {
@@ -95,30 +90,34 @@ def _timed(fn):
     return res, time.perf_counter() - t0
 
 
-def train_networks(sizes: dict, seed: int) -> tuple[dict, dict]:
-    """The trained networks the sizes need (2D and/or 3D) and their training summaries."""
-    def summary(hist, sec, tail=20):
-        return {"seconds": sec, "initial_loss": hist[0], "final_loss": float(np.mean(hist[-tail:]))}
-
-    nets, info = {}, {}
+def training_configs(sizes: dict, seed: int) -> dict:
+    """The training config of every network the sizes need (2D and/or 3D), on the package's engine."""
+    configs = {}
     if sizes["poisson2d"] or sizes["darcy2d"]:
-        (nets["dcdm2"], hist), sec = _timed(lambda: train_dcdm(DCDMTrainConfig(
-            resolution=34, steps=sizes["dcdm_steps"], n_samples=1024, n_ritz=400, seed=seed)))
-        info["dcdm2d"] = summary(hist, sec, 50)
-        (nets["mg2"], hist), sec = _timed(lambda: train_multigrid_preconditioner(
-            MultigridTrainConfig(resolution=33, steps=sizes["mg_steps"], seed=seed)))
-        info["mg2d"] = summary(hist, sec)
-        (nets["mgno2"], hist), sec = _timed(lambda: train_operator_preconditioner_from_config(
-            OperatorPreconditionerTrainConfig(resolution=33, steps=sizes["mgno_steps"], seed=seed, model=MGNO)))
-        info["mgno2d"] = summary(hist, sec)
+        configs["dcdm2"] = DCDMTask.make_config(resolution=34, steps=sizes["dcdm_steps"], n_samples=1024,
+                                                n_ritz=400, seed=seed)
+        configs["mg2"] = NeuralMultigridTask.make_config(resolution=33, steps=sizes["mg_steps"], seed=seed)
+        configs["mgno2"] = OperatorPreconditionerTask.make_config(resolution=33, steps=sizes["mgno_steps"],
+                                                                  seed=seed, model=MGNO)
     if sizes["poisson3d"]:
-        (nets["dcdm3"], hist), sec = _timed(lambda: train_dcdm(DCDMTrainConfig(
-            resolution=18, ndim=3, steps=sizes["dcdm3d_steps"], n_samples=512, n_ritz=300, seed=seed,
-            model=DCDMConfig(ndim=3))))
-        info["dcdm3d"] = summary(hist, sec)
-        (nets["mg3"], hist), sec = _timed(lambda: train_multigrid_preconditioner(MultigridTrainConfig(
-            resolution=17, ndim=3, coefficient="ones", batch_size=4, steps=sizes["mg3d_steps"], seed=seed)))
-        info["mg3d"] = summary(hist, sec)
+        configs["dcdm3"] = DCDMTask.make_config(resolution=18, ndim=3, steps=sizes["dcdm3d_steps"], n_samples=512,
+                                                n_ritz=300, seed=seed, model=DCDMConfig(ndim=3))
+        configs["mg3"] = NeuralMultigridTask.make_config(resolution=17, ndim=3, coefficient="ones", batch_size=4,
+                                                         steps=sizes["mg3d_steps"], seed=seed)
+    return configs
+
+
+def train_networks(sizes: dict, seed: int) -> tuple[dict, dict]:
+    """The trained networks the sizes need and their training summaries."""
+    tasks = {"dcdm": DCDMTask, "neural_multigrid": NeuralMultigridTask,
+             "operator_preconditioner": OperatorPreconditionerTask}
+    nets, info = {}, {}
+    for key, config in training_configs(sizes, seed).items():
+        (net, hist), sec = _timed(lambda config=config: train_network(tasks[config.task](config)))
+        nets[key] = net.float() if config.task == "neural_multigrid" else net
+        tail = 50 if key == "dcdm2" else 20
+        info[key.replace("2", "2d").replace("3", "3d")] = {
+            "seconds": sec, "initial_loss": hist[0], "final_loss": float(np.mean(hist[-tail:]))}
     return nets, info
 
 
@@ -136,9 +135,7 @@ def run(size: str = "small", seed: int = 2, out_dir: Path | None = None, name: s
     fits = growth_exponents(rows)
     targets = check_targets(rows, fits)
     config = {"size": size, "seed": seed, "rtol": RTOL, "omegas": OMEGAS, "sizes": sizes,
-              "dcdm2d": asdict(DCDMTrainConfig(resolution=34, steps=sizes["dcdm_steps"], n_samples=1024, n_ritz=400,
-                                               seed=seed)),
-              "neural_multigrid2d": asdict(MultigridTrainConfig(resolution=33, steps=sizes["mg_steps"], seed=seed))}
+              "training": {k: to_dict(v) for k, v in training_configs(sizes, seed).items()}}
     extra = {"training": training, "growth_exponents": fits, "targets": targets}
     paths = write_results(name, rows, config=config, extra=extra, notes=_notes(training, fits, targets),
                           title="Learned vs classical preconditioners (rel. residual 1e-6)",

@@ -52,7 +52,7 @@ from pdesurrogates.losses import (
     build_loss,
     relative_lp,
 )
-from pdesurrogates.losses.pino import finetune_instance, train_pino
+from pdesurrogates.train.pino import finetune_instance, train_pino
 from pdesurrogates.models import FNOConfig, build
 from pdesurrogates.physics.problems import get_problem
 

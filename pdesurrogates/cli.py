@@ -15,10 +15,12 @@ import sys
 
 import pdesurrogates
 import pdesurrogates.commands as _commands
+from pdesurrogates.errors import UserInputError
 
-
-class UserError(Exception):
-    """An error caused by the user's input; printed without a traceback."""
+# Errors about what the user handed over: printed as one line (they name the file, key or argument).
+# Anything else is a defect of the package and keeps its traceback.
+USER_ERRORS = (UserInputError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
+               NotADirectoryError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,10 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UserError, FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
-        # Validation errors raised at the boundary carry a message meant for the user.
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"pdesurrogates {args.command}: error: {message}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        print(f"pdesurrogates {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pdesurrogates {args.command}: interrupted", file=sys.stderr)

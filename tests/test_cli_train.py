@@ -129,7 +129,7 @@ def test_predict_writes_our_format(files, run_dir, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_quickstart_tiny_runs_and_refuses_to_redo(tmp_path, capsys):
+def test_quickstart_tiny_runs_and_repeats(tmp_path, capsys):
     args = ["quickstart", "--out", str(tmp_path / "qs"), "--resolution", "17", "--n-train", "16", "--n-test", "4",
             "--epochs", "1", "--width", "8", "--modes", "4", "--no-progress", "--device", "cpu"]
     assert main(args) == 0
@@ -149,8 +149,12 @@ def test_quickstart_tiny_runs_and_refuses_to_redo(tmp_path, capsys):
 
     stamps = created()
     assert len(stamps) == 2
-    assert main(args) == 2
-    assert "already holds a finished quickstart" in capsys.readouterr().err
+    weights = (tmp_path / "qs" / "run" / "checkpoints" / "best" / "weights.pt").read_bytes()
+    assert main(args) == 0  # typed again: the finished run's results, nothing retrained
+    again = capsys.readouterr().out
+    assert "already holds a finished quickstart" in again
+    assert f"relative L2 at 9x9 (training resolution): {result['results'][0]['l2']:.4f}" in again
+    assert (tmp_path / "qs" / "run" / "checkpoints" / "best" / "weights.pt").read_bytes() == weights
     assert main(args + ["--overwrite"]) == 0
     assert created() == stamps  # the data were reused, not regenerated
 

@@ -19,11 +19,11 @@ from pdesurrogates.solvers.learned.multigrid_preconditioner import (
     MultigridHierarchy,
     MultigridNeuralOperator,
     MultigridPreconditionerConfig,
-    MultigridTrainConfig,
     NeuralMultigridPreconditioner,
     _interpolation_1d,
-    train_multigrid_preconditioner,
 )
+from pdesurrogates.train import train_network
+from pdesurrogates.train.tasks.preconditioners import NeuralMultigridTask, OperatorPreconditionerTask
 
 
 def _darcy(nodes: int, seed: int = 1) -> np.ndarray:
@@ -33,8 +33,9 @@ def _darcy(nodes: int, seed: int = 1) -> np.ndarray:
 @pytest.fixture(scope="module")
 def trained():
     torch.set_num_threads(1)
-    net, history = train_multigrid_preconditioner(MultigridTrainConfig(resolution=17, steps=80, batch_size=4, seed=0))
-    return net, history
+    config = NeuralMultigridTask.make_config(resolution=17, steps=80, batch_size=4, seed=0)
+    net, history = train_network(NeuralMultigridTask(config))
+    return net.float(), history
 
 
 @pytest.mark.parametrize("nf,nc", [(33, 17), (34, 18), (10, 6)])
@@ -170,7 +171,7 @@ def test_save_load_round_trip_gives_identical_iterations(trained, tmp_path):
     assert r1.iterations == r2.iterations
     np.testing.assert_array_equal(np.asarray(r1.residuals), np.asarray(r2.residuals))
     (tmp_path / "mg" / "weights.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="cannot load"):
+    with pytest.raises(ValueError, match="cannot read checkpoint weights"):
         NeuralMultigridPreconditioner.load(tmp_path / "mg")
 
 
@@ -190,7 +191,7 @@ def test_bad_input_errors():
     with pytest.raises(ValueError, match="shape"):
         M.for_system(Grid((6, 6)), np.ones((5, 5)))
     with pytest.raises(ValueError, match="darcy"):
-        MultigridTrainConfig(ndim=3, coefficient="darcy")
+        NeuralMultigridTask.make_config(ndim=3, coefficient="darcy")
     with pytest.raises(ValueError, match="kernel"):
         MultigridPreconditionerConfig(kernel=2)
 
@@ -205,16 +206,12 @@ def test_plain_cg_needs_more_iterations_on_the_same_system(trained):
 
 def test_registry_mgno_trained_for_seconds_is_a_working_fcg_preconditioner():
     """A generic surrogate from the model registry, input (log a, r), trained with the energy loss."""
-    from pdesurrogates.models import MgNOConfig, build
-    from pdesurrogates.solvers.learned.neural_preconditioner import (
-        NeuralOperatorPreconditioner,
-        OperatorPreconditionerTrainConfig,
-        train_operator_preconditioner,
-    )
+    from pdesurrogates.models import MgNOConfig
+    from pdesurrogates.solvers.learned.neural_preconditioner import NeuralOperatorPreconditioner
 
-    torch.manual_seed(0)
-    model = build(MgNOConfig(in_channels=2, width=8, n_layers=2, levels=4))
-    history = train_operator_preconditioner(model, OperatorPreconditionerTrainConfig(resolution=17, steps=200, seed=0))
+    config = OperatorPreconditionerTask.make_config(resolution=17, steps=200, seed=0, lr=3e-3,
+                                                    model=MgNOConfig(in_channels=2, width=8, n_layers=2, levels=4))
+    model, history = train_network(OperatorPreconditionerTask(config))
     assert np.mean(history[:5]) > 0.5 and np.mean(history[-20:]) < 0.2
     grid = Grid((18, 18))
     rng = np.random.default_rng(0)
@@ -250,30 +247,35 @@ def test_benchmark_script_smoke_writes_results_and_checks_targets(tmp_path):
 def test_train_command_trains_neural_multigrid_from_config(tmp_path):
     from pdesurrogates.cli import main
 
-    args = ["train", "--config", "configs/neural_multigrid.toml", "--set", "neural_multigrid.steps=3",
-            "--set", "neural_multigrid.resolution=9", "--set", "neural_multigrid.n_coefficients=2",
+    args = ["train", "--config", "configs/neural_multigrid.toml", "--set", "train.epochs=1",
+            "--set", "train.steps_per_epoch=3", "--set", "problem.resolution=9", "--set", "problem.n_coefficients=2",
             "--out", str(tmp_path / "run")]
     assert main(args) == 0
     grid = Grid((10, 10))
-    M = NeuralMultigridPreconditioner.load(tmp_path / "run" / "preconditioner", grid)
+    M = NeuralMultigridPreconditioner.load(tmp_path / "run", grid)
     A = diffusion_matrix(np.ones(grid.shape), grid)
     assert fcg(A, np.ones(64), M=M, rtol=1e-8).converged
     assert main(args) == 2  # refuses to overwrite the finished run
     bad = tmp_path / "bad.toml"
-    bad.write_text('task = "neural_multigrid"\n[neural_multigrid]\nresolutoin = 9\n')
+    bad.write_text('task = "neural_multigrid"\n[problem]\nresolutoin = 9\n')
     assert main(["train", "--config", str(bad), "--out", str(tmp_path / "run2")]) == 2
+    # the first form of the file (one [neural_multigrid] table with steps) still trains
+    old = tmp_path / "old.toml"
+    old.write_text('task = "neural_multigrid"\n[neural_multigrid]\nresolution = 9\nsteps = 3\nn_coefficients = 2\n')
+    assert main(["train", "--config", str(old), "--out", str(tmp_path / "run3")]) == 0
+    assert NeuralMultigridPreconditioner.load(tmp_path / "run3", grid).hierarchy is not None
 
 
 def test_train_command_trains_a_registry_model_as_preconditioner(tmp_path):
     from pdesurrogates.cli import main
     from pdesurrogates.solvers.learned.neural_preconditioner import NeuralOperatorPreconditioner
 
-    args = ["train", "--config", "configs/operator_preconditioner.toml", "--set", "operator_preconditioner.steps=2",
-            "--set", "operator_preconditioner.resolution=9", "--set", "operator_preconditioner.n_coefficients=2",
+    args = ["train", "--config", "configs/operator_preconditioner.toml", "--set", "train.epochs=1",
+            "--set", "train.steps_per_epoch=2", "--set", "problem.resolution=9", "--set", "problem.n_coefficients=2",
             "--set", "model.width=4", "--set", "model.n_layers=1", "--set", "model.levels=2", "--out", str(tmp_path / "run")]
     assert main(args) == 0
     grid = Grid((12, 12))
-    M = NeuralOperatorPreconditioner.load(tmp_path / "run" / "preconditioner", grid, _darcy(12))
+    M = NeuralOperatorPreconditioner.load(tmp_path / "run", grid, _darcy(12))
     A = diffusion_matrix(_darcy(12), grid)
     res = fcg(A, np.ones(100), M=M, rtol=1e-8, maxiter=500)
     assert res.converged  # exact to tolerance however poor a 2-step surrogate is

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pdesurrogates.losses import DarcyLoss, LossConfig, ZeroDirichletOutput, build_loss, relative_lp
-from pdesurrogates.losses.pino import finetune_instance, train_physics_only, train_pino
+from pdesurrogates.train.pino import finetune_instance, train_physics_only, train_pino
 from pdesurrogates.models import FNOConfig, build
 from pdesurrogates.physics.darcy import sample_coefficient, solve_darcy
 from pdesurrogates.physics.random import sample_generator

@@ -13,15 +13,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from pdesurrogates.train import TASKS, config_from_dict, load_config
 from pdesurrogates.train.config import (
-    TASKS,
     TrainConfig,
     apply_overrides,
-    config_from_dict,
     dumps_toml,
-    load_config,
     parse_override,
-    resolve_task,
     save_config,
     to_dict,
 )
@@ -155,10 +152,32 @@ def test_dumps_toml_quotes_and_nests():
 
 
 def test_task_dispatch_hook():
-    assert "surrogate" in TASKS
-    assert resolve_task("surrogate", 1).__name__ == "train_surrogate"
+    from pdesurrogates.train.tasks.surrogate import SurrogateTask
+
+    assert TASKS["surrogate"] is SurrogateTask
     with pytest.raises(ValueError, match="did you mean 'surrogate'"):
         config_from_dict({"task": "surogate", "data": {"train": "x"}, "model": {"name": "fno"}})
+    with pytest.raises(ValueError, match="built in Python"):
+        config_from_dict({"task": "tensors"})
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_every_example_config_refuses_an_absent_device_before_training(path, tmp_path, capsys):
+    """--device cuda on a machine without CUDA: a message naming the device, nothing trained."""
+    import torch
+
+    from pdesurrogates.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    assert main(["train", "--config", str(path), "--device", "cuda", "--out", str(tmp_path / "run")]) == 2
+    assert "'cuda'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_set_value_with_a_line_break_is_refused():
+    with pytest.raises(ValueError, match="line break"):
+        parse_override("train.epochs=5\nseed=3")
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])

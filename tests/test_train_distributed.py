@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pdesurrogates.train.config import load_config
+from pdesurrogates.train import load_config
 from pdesurrogates.train.distributed import DistContext, env_world_size, init_distributed
-from pdesurrogates.train.loop import train
+from pdesurrogates.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 

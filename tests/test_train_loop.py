@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pdesurrogates.train.config import ScheduleConfig, config_from_dict
-from pdesurrogates.train.loop import STATE_FILE, LossScaler, TrainingDiverged, lr_factor, train
+from pdesurrogates.train import config_from_dict, train
+from pdesurrogates.train.config import ScheduleConfig
+from pdesurrogates.train.engine import STATE_FILE, LossScaler, TrainingDiverged, lr_factor
 
 
 @pytest.fixture(scope="module")

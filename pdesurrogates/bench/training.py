@@ -1,8 +1,9 @@
-"""A lean in-memory fit for benchmark sweeps: tensors in, test errors, FLOPs and seconds out.
+"""In-memory fits for benchmark sweeps: tensors in, test errors, FLOPs and seconds out.
 
-The full training loop (:mod:`pdesurrogates.train`) handles files, checkpoints and resumption; a
-sweep of dozens of tiny runs needs none of that, only that every model gets exactly the same data,
-optimizer, schedule, epochs and seeds. :func:`fit_surrogate` is that function.
+A sweep of dozens of tiny runs needs no files or checkpoints, only that every model gets exactly
+the same data, optimizer, schedule, epochs and seeds. :func:`fit_surrogate` trains with the
+package's one engine (:func:`pdesurrogates.train.engine.fit`) on its in-memory task
+(:class:`~pdesurrogates.train.tasks.tensors.TensorTask`).
 
 Training compute is counted with :class:`torch.utils.flop_counter.FlopCounterMode` on one
 forward+backward step (FFTs included through :data:`FFT_FLOP_FORMULAS`, ``2.5 N log2 n`` per real
@@ -12,7 +13,6 @@ transform), scaled by the number of samples seen; optimizer updates are not coun
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -41,25 +41,6 @@ def count_flops(fn: Callable[[], Any]) -> int:
     with FlopCounterMode(display=False, custom_mapping=_fft_mapping()) as counter:
         fn()
     return int(counter.get_total_flops())
-
-
-def relative_l2(pred: Tensor, target: Tensor) -> Tensor:
-    """Per-sample relative L2 error ``||pred - target|| / ||target||``; ``(B, ...) -> (B,)``."""
-    diff = (pred - target).flatten(1).norm(dim=1)
-    return diff / target.flatten(1).norm(dim=1).clamp_min(1e-12)
-
-
-def _loss_fn() -> Callable[[Tensor, Tensor], Tensor]:
-    """Mean relative L2 from :mod:`pdesurrogates.losses` when it offers one, else the local one."""
-    try:
-        from pdesurrogates.losses import relative_lp  # type: ignore[attr-defined]
-    except ImportError:
-        return lambda p, t: relative_l2(p, t).mean()
-
-    def loss(p: Tensor, t: Tensor) -> Tensor:
-        return relative_lp(p, t).mean()
-
-    return loss
 
 
 @dataclass(frozen=True)
@@ -114,21 +95,6 @@ def _check_pair(name: str, pair: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
     return x.float(), y.float()
 
 
-@torch.no_grad()
-def evaluate(
-    model: torch.nn.Module, x: Tensor, y: Tensor, xs: Scaler, ys: Scaler, batch_size: int = 64
-) -> float:
-    """Mean relative L2 error of ``model`` on ``(x, y)`` in physical units."""
-    model.eval()
-    dev = next(model.parameters()).device
-    errs = []
-    for i in range(0, x.shape[0], batch_size):
-        pred = ys.decode(model(xs.encode(x[i : i + batch_size].to(dev))))
-        errs.append(relative_l2(pred, y[i : i + batch_size].to(dev)).cpu())
-    model.train()
-    return float(torch.cat(errs).mean())
-
-
 def fit_surrogate(
     model: torch.nn.Module,
     train: Sequence[Tensor],
@@ -166,67 +132,61 @@ def fit_surrogate(
         ``history`` (one entry per ``eval_epochs`` with ``epoch``, ``train_flops``,
         ``train_seconds``, ``test_rel_l2``).
     """
+    from pdesurrogates.train.config import (
+        OptimizerConfig,
+        ScheduleConfig,
+        TrainerConfig,
+        TrainSettings,
+    )
+    from pdesurrogates.train.engine import TrainingDiverged, fit
+    from pdesurrogates.train.tasks.tensors import TensorTask, relative_l2_loss
+
     x, y = _check_pair("train", train)
     tests = {k: _check_pair(f"tests[{k!r}]", v) for k, v in tests.items()}
     device = torch.device(device)
     model = model.to(device)
     xs, ys = Scaler.fit(x), Scaler.fit(y)
-    n = x.shape[0]
-    bs = min(budget.batch_size, n)
-    loss_fn = _loss_fn()
-    opt = torch.optim.Adam(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
-    steps_per_epoch = math.ceil(n / bs)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=budget.epochs * steps_per_epoch)
-    gen = torch.Generator().manual_seed(int(seed))
+    bs = min(budget.batch_size, x.shape[0])
 
-    probe_x, probe_y = xs.encode(x[:bs].to(device)), y[:bs].to(device)
+    def forward(m: torch.nn.Module, xb: Tensor) -> Tensor:
+        return ys.decode(m(xs.encode(xb)))
 
-    def probe() -> None:
-        loss_fn(ys.decode(model(probe_x)), probe_y).backward()
-
-    flops_per_sample = count_flops(probe) / bs
-    opt.zero_grad(set_to_none=True)
-
+    task = TensorTask(model, x, y, relative_l2_loss, batch_size=bs, forward=forward, tests=tests)
+    probe_x, probe_y = x[:bs].to(device), y[:bs].to(device)
+    flops_per_sample = count_flops(lambda: relative_l2_loss(forward(model, probe_x), probe_y, probe_x)[0].backward()) / bs
+    model.zero_grad(set_to_none=True)
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n = x.shape[0]
     history: list[dict[str, Any]] = []
     wanted = {int(e) for e in eval_epochs}
-    seconds = 0.0
-    last = math.nan
-    model.train()
-    for epoch in range(1, budget.epochs + 1):
-        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=gen)
-        total = 0.0
-        for i in range(0, n, bs):
-            idx = perm[i : i + bs]
-            xb, yb = xs.encode(x[idx].to(device)), y[idx].to(device)
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(ys.decode(model(xb)), yb)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * idx.numel()
-        sync()
-        seconds += time.perf_counter() - t0
-        last = total / n
-        if not math.isfinite(last):
-            break
-        if epoch in wanted:
-            history.append(
-                {
-                    "epoch": epoch,
-                    "train_flops": flops_per_sample * n * epoch,
-                    "train_seconds": seconds,
-                    "test_rel_l2": {k: evaluate(model, tx, ty, xs, ys) for k, (tx, ty) in tests.items()},
-                }
-            )
+
+    clock = {"seconds": 0.0}
+
+    def record(event: str, info: dict) -> None:
+        if event != "epoch":
+            return
+        clock["seconds"] += info["epoch_time_s"]
+        if info["epoch"] in wanted:
+            history.append({"epoch": info["epoch"], "train_flops": flops_per_sample * n * info["epoch"],
+                            "train_seconds": clock["seconds"], "test_rel_l2": task.test_errors(model)})
+
+    settings = TrainSettings(
+        optimizer=OptimizerConfig(name="adam", lr=budget.lr, weight_decay=budget.weight_decay),
+        schedule=ScheduleConfig(name="cosine"), train=TrainerConfig(epochs=budget.epochs, batch_size=bs),
+        seed=int(seed))
+    settings.validate()
+    try:
+        result = fit(task, settings, None, device=device, progress=False, callback=record)
+        last = float(result.metrics[-1]["train_loss"])
+    except TrainingDiverged:  # a diverged run is a data point of a sweep, not an error
+        last = math.nan
+    seconds = clock["seconds"]
     return {
         "params": int(params),
         "flops_per_sample": float(flops_per_sample),
         "train_flops": float(flops_per_sample * n * budget.epochs),
         "train_seconds": float(seconds),
         "final_train_loss": float(last),
-        "test_rel_l2": {k: evaluate(model, tx, ty, xs, ys) for k, (tx, ty) in tests.items()},
+        "test_rel_l2": task.test_errors(model),
         "history": history,
     }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from pdesurrogates.errors import UserInputError
+
 SIZES = ("smoke", "small", "full")
 
 
@@ -40,16 +42,16 @@ def run(args: argparse.Namespace) -> int:
             print(path)
         return 0
     if args.dir is not None:
-        raise ValueError(f"unexpected argument {args.dir!r}: only `bench report` takes a folder")
+        raise UserInputError(f"unexpected argument {args.dir!r}: only `bench report` takes a folder")
     if args.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {args.device}: CUDA is not available on this machine")
+            raise UserInputError(f"--device {args.device}: CUDA is not available on this machine")
     names = list(SUITES) if args.suite == "all" else [args.suite]
     for name in names:
         if name not in SUITES:
-            raise ValueError(f"unknown suite {name!r}; choose from {', '.join(SUITES)}, all, report")
+            raise UserInputError(f"unknown suite {name!r}; choose from {', '.join(SUITES)}, all, report")
         paths = run_suite(name, args.size, device=args.device, out=args.out, resume=not args.restart,
                           progress=not args.no_progress)
         print(f"{name}: {paths['md']}")

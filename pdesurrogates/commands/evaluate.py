@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from pdesurrogates.errors import UserInputError
+
 HELP = """\
 Evaluate a trained checkpoint on a dataset file at one or more resolutions.
 
@@ -73,15 +75,15 @@ def evaluate_checkpoint(checkpoint: Path, data: Path, *, resolutions=None, strid
     if report.exists() and not overwrite:
         raise FileExistsError(f"{report} exists; pass --overwrite to replace it or choose another --out")
     if n < 0 or batch_size < 1 or n_plot < 0:
-        raise ValueError(f"need --n >= 0, --batch-size >= 1, --n-plot >= 0; got {n}, {batch_size}, {n_plot}")
+        raise UserInputError(f"need --n >= 0, --batch-size >= 1, --n-plot >= 0; got {n}, {batch_size}, {n_plot}")
     full = open_dataset(data)
     spatial = full.meta["spatial_shape"]
     if len(full) == 0:
-        raise ValueError(f"{data}: no samples")
+        raise UserInputError(f"{data}: no samples")
     x0, _ = full[0]
     full.close()
     if x0.shape[0] != getattr(ckpt.config, "in_channels", x0.shape[0]):
-        raise ValueError(f"{data}: inputs have {x0.shape[0]} channels, the checkpoint's model expects "
+        raise UserInputError(f"{data}: inputs have {x0.shape[0]} channels, the checkpoint's model expects "
                          f"{ckpt.config.in_channels}")
     if resolutions:
         strides = [stride_for_resolution(spatial, r, str(data)) for r in resolutions]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pdesurrogates.errors import UserInputError
+
 HELP = """\
 Run a trained checkpoint on every input of a dataset file and write the predictions.
 
@@ -43,15 +45,15 @@ def predict_file(checkpoint: Path, input_path: Path, out: Path, *, stride: int =
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     if batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+        raise UserInputError(f"--batch-size must be >= 1, got {batch_size}")
     if Path(input_path).resolve() == out.resolve():
-        raise ValueError(f"--out {out} is the input file; choose another path")
+        raise UserInputError(f"--out {out} is the input file; choose another path")
     dev = resolve_device(device)
     predictor, ckpt = load_predictor(checkpoint, dev)
     ds = open_dataset(input_path, stride=stride)
     x0, _ = ds[0]
     if x0.ndim - 1 != predictor.ndim or x0.shape[0] != getattr(ckpt.config, "in_channels", x0.shape[0]):
-        raise ValueError(f"{input_path}: inputs {tuple(x0.shape)} do not fit the checkpoint's model "
+        raise UserInputError(f"{input_path}: inputs {tuple(x0.shape)} do not fit the checkpoint's model "
                          f"({ckpt.config.in_channels} channels, {predictor.ndim} spatial axes)")
     with torch.no_grad():
         y0 = predictor(x0[None].to(dev))[0]

@@ -11,8 +11,8 @@ The whole story in a few minutes on a laptop CPU::
 4. print the relative L2 errors and the plot path; ``OUT/quickstart.json`` keeps the timings.
 
 Re-running with the same ``--out``: data files are reused (an interrupted generation continues);
-an interrupted training run is resumed; a finished run is refused unless ``--overwrite``
-(which retrains but still reuses the data).
+an interrupted training run is resumed; a finished run is not trained again: its results are printed
+(``--overwrite`` retrains, still reusing the data).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import json
 import os
 import time
 from pathlib import Path
+
+from pdesurrogates.errors import UserInputError
 
 DEFAULTS = {"resolution": 65, "n_train": 800, "n_test": 100, "epochs": 12, "seed": 0}
 
@@ -86,13 +88,12 @@ def run_quickstart(out: Path, *, resolution: int = 65, n_train: int = 800, n_tes
                    device: str | None = None, overwrite: bool = False, progress: bool = True) -> dict:
     """Run the quickstart; returns the dictionary also written to ``out/quickstart.json``."""
     from pdesurrogates.commands.evaluate import evaluate_checkpoint
-    from pdesurrogates.train.config import config_from_dict
-    from pdesurrogates.train.loop import train
+    from pdesurrogates.train import config_from_dict, train
 
     if resolution < 9 or resolution % 2 == 0:
-        raise ValueError(f"--resolution must be odd and >= 9 (training uses every other node), got {resolution}")
+        raise UserInputError(f"--resolution must be odd and >= 9 (training uses every other node), got {resolution}")
     if n_train < 2 or n_test < 1 or epochs < 1:
-        raise ValueError(f"need --n-train >= 2, --n-test >= 1, --epochs >= 1; got {n_train}, {n_test}, {epochs}")
+        raise UserInputError(f"need --n-train >= 2, --n-test >= 1, --epochs >= 1; got {n_train}, {n_test}, {epochs}")
     t0 = time.perf_counter()
     out = Path(out)
     run_dir = out / "run"
@@ -100,9 +101,11 @@ def run_quickstart(out: Path, *, resolution: int = 65, n_train: int = 800, n_tes
     resume = None
     if summary_file.is_file():
         status = json.loads(summary_file.read_text()).get("status")
-        if status == "finished" and not overwrite:
-            raise FileExistsError(f"{out} already holds a finished quickstart (see {out / 'quickstart.json'}); "
-                                  f"pass --overwrite to train again (the data are reused)")
+        report = out / "quickstart.json"
+        if status == "finished" and not overwrite and report.is_file():
+            result = json.loads(report.read_text())
+            result["reused"] = True  # nothing was trained: the finished run's results
+            return result
         if status in ("interrupted", "stopped") and not overwrite:
             resume = run_dir
     elif (run_dir / "checkpoints" / "last" / "training_state.pt").is_file() and not overwrite:
@@ -168,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+        raise UserInputError(f"--threads must be >= 0, got {args.threads}")
     threads, before = choose_threads(args.threads), torch.get_num_threads()
     print(f"quickstart: {threads} CPU thread(s)")
     torch.set_num_threads(threads)
@@ -180,11 +183,15 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(before)
     train_res, zero_shot = result["results"][0], result["results"][-1]
     print()
+    if result.get("reused"):
+        print(f"{args.out} already holds a finished quickstart; its results (pass --overwrite to train again):")
     print(f"relative L2 at {train_res['resolution']} (training resolution): {train_res['l2']:.4f}")
     print(f"relative L2 at {zero_shot['resolution']} (zero-shot, 2x finer):  {zero_shot['l2']:.4f}")
     print(f"plot: {train_res.get('plot')}")
     print(f"plot: {zero_shot.get('plot')}")
     print(f"checkpoint: {result['checkpoint']}  (pdesurrogates.models.Surrogate.load(...)(a))")
     t = result["timings_s"]
+    if result.get("reused"):
+        return 0
     print(f"total time: {t['total']:.0f} s wall, {t['cpu']:.0f} s CPU; details in {Path(args.out) / 'quickstart.json'}")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pdesurrogates.errors import UserInputError
+
 HELP = """\
 Train a surrogate from a TOML config. Examples:
 
@@ -34,11 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pdesurrogates.train.config import load_config
-    from pdesurrogates.train.loop import train
+    from pdesurrogates.train import load_config, train
+    from pdesurrogates.train.distributed import resolve_device
 
+    if args.device is not None:
+        resolve_device(args.device)  # refuse an absent device before reading anything
     if args.config is None and args.resume is None:
-        raise ValueError("give --config FILE (a new run) or --resume DIR (continue a run)")
+        raise UserInputError("give --config FILE (a new run) or --resume DIR (continue a run)")
     if args.config is None:
         config_path = Path(args.resume) / "config.toml"
         if not config_path.is_file():

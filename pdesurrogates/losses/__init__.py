@@ -1,4 +1,5 @@
-"""Data losses, PDE residual losses, boundary terms, loss weighting and PINO helpers.
+"""Data losses, PDE residual losses, boundary terms and loss weighting (PINO training itself is in
+:mod:`pdesurrogates.train.pino`).
 
 >>> from pdesurrogates.losses import LossConfig, build_loss
 >>> loss_fn = build_loss(LossConfig(data="l2", data_weight=5.0, physics="darcy", physics_weight=1.0))
@@ -30,14 +31,6 @@ from pdesurrogates.losses.physics import (
     poisson_residual_neumann,
     poisson_residual_spectral,
 )
-from pdesurrogates.losses.pino import (
-    FinetuneResult,
-    TrainHistory,
-    finetune_instance,
-    pino_step,
-    train_physics_only,
-    train_pino,
-)
 from pdesurrogates.losses.weighting import FixedWeights, ReLoBRaLoWeights, SoftAdaptWeights
 
 __all__ = [
@@ -45,7 +38,6 @@ __all__ = [
     "BurgersLoss",
     "CompositeLoss",
     "DarcyLoss",
-    "FinetuneResult",
     "FixedWeights",
     "HeatLoss",
     "LossConfig",
@@ -55,25 +47,20 @@ __all__ = [
     "RelativeH1Loss",
     "RelativeLpLoss",
     "SoftAdaptWeights",
-    "TrainHistory",
     "ZeroDirichletOutput",
     "build_loss",
     "bump",
     "burgers_residual",
     "darcy_residual",
     "dirichlet_boundary_loss",
-    "finetune_instance",
     "get_physics_loss",
     "heat_residual",
     "initial_condition_loss",
     "navier_stokes_residual",
     "physics_loss_for",
-    "pino_step",
     "poisson_residual",
     "poisson_residual_neumann",
     "poisson_residual_spectral",
     "relative_h1",
     "relative_lp",
-    "train_physics_only",
-    "train_pino",
 ]

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -734,8 +734,3 @@ def physics_loss_for(problem) -> Callable[[torch.Tensor, torch.Tensor], torch.Te
     if name == "darcy" and not isinstance(params.get("forcing", 1.0), (int, float)):
         params.pop("forcing")
     return get_physics_loss(name, **params)
-
-
-def physics_loss_params(loss) -> dict:
-    """Parameters of a physics-loss object as a plain dict (for configs and result files)."""
-    return asdict(loss)

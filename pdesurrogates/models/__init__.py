@@ -9,17 +9,18 @@ Every model is built from a frozen config dataclass by :func:`build` and maps
 Checkpoints: :func:`save_checkpoint`, :func:`load_checkpoint`, :class:`Surrogate`.
 """
 
-from .checkpoint import Checkpoint, Surrogate, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, Surrogate, find_checkpoint, load_checkpoint, save_checkpoint
 from .fno import FNO, TFNO, FNOConfig, TFNOConfig
 from .mg_tfno import MGTFNO, MGTFNOConfig
 from .mgno import MgNO, MgNOConfig, levels_for_grid
-from .registry import MODELS, build, config_from_dict, config_to_dict, count_parameters
+from .registry import MODELS, NETWORKS, build, config_from_dict, config_to_dict, count_parameters
 from .unet import UNet, UNetConfig
 
 __all__ = [
     "FNO",
     "MGTFNO",
     "MODELS",
+    "NETWORKS",
     "TFNO",
     "Checkpoint",
     "FNOConfig",
@@ -34,6 +35,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "count_parameters",
+    "find_checkpoint",
     "levels_for_grid",
     "load_checkpoint",
     "save_checkpoint",

@@ -12,6 +12,11 @@ Layout of a checkpoint directory::
 Everything is read back with ``torch.load(..., weights_only=True)``; normalizer classes are looked
 up in a fixed allow-list (never imported by a name read from the file).
 
+The same format serves surrogates (:data:`~pdesurrogates.models.MODELS`) and the networks of learned
+preconditioners (:data:`~pdesurrogates.models.NETWORKS`). The first learned-preconditioner
+checkpoints used an unversioned layout (``config.json`` = ``{"kind", "config", "extra"}``); they
+still load, their missing config fields filled with the registry entry's ``legacy_defaults``.
+
 >>> import tempfile, torch
 >>> from pdesurrogates.models import MgNOConfig, build, save_checkpoint, load_checkpoint
 >>> cfg = MgNOConfig(width=4, n_layers=1, levels=2)
@@ -40,7 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .registry import build, config_from_dict, config_to_dict
+from .registry import build, config_from_dict, config_to_dict, lookup
 
 FORMAT = "pdesurrogates-checkpoint"
 FORMAT_VERSION = 1
@@ -230,6 +235,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Check
         meta = json.loads(config_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"checkpoint config {config_file} is not valid JSON: {err}") from err
+    if isinstance(meta, dict) and "format" not in meta and {"kind", "config"} <= set(meta):
+        meta = _from_unversioned(meta, config_file)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{config_file} is not a pdesurrogates checkpoint config (format {FORMAT!r})")
     if meta.get("format_version") != FORMAT_VERSION:
@@ -238,7 +245,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Check
     try:
         config = config_from_dict(meta["model"])
     except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{config_file}: invalid model config: {err}") from err
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise ValueError(f"{config_file}: invalid model config: {message}") from err
     model = _load_weights_into(build(config), path / WEIGHTS_FILE, config.name, map_location)
     model.eval()
 
@@ -255,6 +263,41 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Check
                 raise ValueError(f"{path / NORMALIZERS_FILE} has no state for the {role!r} normalizer")
             normalizers[role] = allowed[cls_name].from_state_dict(states[role])
     return Checkpoint(model=model, config=config, normalizers=normalizers, extra=meta.get("extra") or {})
+
+
+def _from_unversioned(meta: dict, config_file: Path) -> dict:
+    """The first learned-preconditioner layout ``{"kind", "config", "extra"}`` in today's form."""
+    try:
+        entry = lookup(meta["kind"])
+    except KeyError as err:
+        raise ValueError(f"{config_file}: {err.args[0]}") from None
+    config = {**entry.legacy_defaults, **dict(meta["config"]), "name": meta["kind"]}
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "model": config, "normalizers": {},
+            "extra": dict(meta.get("extra") or {}), "pdesurrogates_version": meta.get("pdesurrogates_version")}
+
+
+def find_checkpoint(path: str | os.PathLike, which: str = "best") -> Path:
+    """The checkpoint directory inside a run directory (or ``path`` itself if it is one).
+
+    Parameters
+    ----------
+    path : path
+        A checkpoint directory (holding ``weights.pt``), or a run directory written by
+        ``pdesurrogates train`` (``checkpoints/best`` then ``checkpoints/last`` are tried,
+        ``which`` first; a run of the first learned-preconditioner layout has ``preconditioner/``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint or run directory {path} does not exist")
+    if (path / WEIGHTS_FILE).is_file():
+        return path
+    order = [which, "last" if which == "best" else "best"]
+    candidates = [path / "checkpoints" / name for name in order] + [path / "preconditioner"]
+    for candidate in candidates:
+        if (candidate / WEIGHTS_FILE).is_file():
+            return candidate
+    raise FileNotFoundError(f"{path} is neither a checkpoint directory ({CONFIG_FILE} + {WEIGHTS_FILE}) nor a "
+                            f"run directory with checkpoints/best or checkpoints/last")
 
 
 class Surrogate:

@@ -20,11 +20,17 @@ from torch import nn
 
 @dataclass(frozen=True)
 class RegistryEntry:
-    """One registered model: its name, config dataclass and ``nn.Module`` class."""
+    """One registered model: its name, config dataclass and ``nn.Module`` class (or builder).
+
+    ``legacy_defaults`` are the values of config fields added after the first checkpoints of this
+    model were written, as those checkpoints were built (used only when reading the first,
+    unversioned checkpoint format).
+    """
 
     name: str
     config_class: type
-    model_class: type[nn.Module]
+    model_class: Any
+    legacy_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class Registry:
@@ -34,14 +40,22 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, RegistryEntry] = {}
 
-    def register(self, name: str, config_class: type, model_class: type[nn.Module]) -> None:
-        """Add ``name``; raises ``ValueError`` if it is taken or the config is not a frozen dataclass."""
+    def register(self, name: str, config_class: type, model_class: Any,
+                 legacy_defaults: Mapping[str, Any] | None = None) -> None:
+        """Add ``name``; raises ``ValueError`` if it is taken (here or in another registry of
+        :data:`REGISTRIES`) or the config is not a frozen dataclass.
+
+        ``model_class`` is called with the config's fields (less ``name``) as keyword arguments.
+        """
+        for other in REGISTRIES:
+            if other is not self and name in other:
+                raise ValueError(f"{self.kind} {name!r} is already registered as a {other.kind}")
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is already registered "
                              f"(by {self._entries[name].model_class.__qualname__})")
         if not (dataclasses.is_dataclass(config_class) and config_class.__dataclass_params__.frozen):
             raise TypeError(f"config class for {self.kind} {name!r} must be a frozen dataclass")
-        self._entries[name] = RegistryEntry(name, config_class, model_class)
+        self._entries[name] = RegistryEntry(name, config_class, model_class, dict(legacy_defaults or {}))
 
     def __getitem__(self, name: str) -> RegistryEntry:
         try:
@@ -64,13 +78,30 @@ class Registry:
 
 
 MODELS = Registry("model")
+"""Surrogates: ``(B, in_channels, *spatial) -> (B, out_channels, *spatial)``."""
+
+NETWORKS = Registry("preconditioner network")
+"""Networks inside learned preconditioners (registered by :mod:`pdesurrogates.solvers.learned`);
+they are built, saved and loaded like models but are not surrogates."""
+
+REGISTRIES = (MODELS, NETWORKS)
+
+
+def lookup(name: Any) -> RegistryEntry:
+    """The entry called ``name`` in :data:`MODELS` or :data:`NETWORKS`."""
+    for registry in REGISTRIES:
+        if name in registry:
+            return registry[name]
+    raise KeyError(f"unknown model {name!r}; valid names: {', '.join(MODELS.names())} (surrogates), "
+                   f"{', '.join(NETWORKS.names()) or 'none imported'} (preconditioner networks, registered when "
+                   f"pdesurrogates.solvers.learned is imported)")
 
 
 def _entry_for(config: Any) -> RegistryEntry:
     name = getattr(config, "name", None)
     if not dataclasses.is_dataclass(config) or name is None:
         raise TypeError(f"expected a model config dataclass (FNOConfig, ...), got {type(config).__name__}")
-    entry = MODELS[name]
+    entry = lookup(name)
     if not isinstance(config, entry.config_class):
         raise TypeError(f"config name {name!r} belongs to {entry.config_class.__name__}, "
                         f"got a {type(config).__name__}")
@@ -137,7 +168,7 @@ def config_from_dict(d: Mapping[str, Any]) -> Any:
         raise TypeError(f"model config must be a mapping, got {type(d).__name__}")
     if "name" not in d:
         raise KeyError(f"model config needs a 'name' key; valid names: {', '.join(MODELS.names())}")
-    entry = MODELS[d["name"]]
+    entry = lookup(d["name"])
     fields = {f.name: f for f in dataclasses.fields(entry.config_class)}
     unknown = sorted(set(d) - set(fields))
     if unknown:

@@ -34,19 +34,16 @@ from anywhere.
 
 Tasks
 -----
-``task`` selects the trainer. :data:`TASKS` maps a task name to the dotted names of its config
-parser and its trainer (``"module:function"``), imported only when used; ``"surrogate"`` is the
-operator-learning trainer of :mod:`pdesurrogates.train.loop`. A new trainer (for example the DCDM
-preconditioner network) adds one entry: a parser ``parse(raw: dict, path: str) -> config`` whose
-result has a ``task`` attribute, and a trainer ``train(config, out_dir, resume=None, device=None,
-**kwargs) -> dict``; :func:`load_config` and :func:`pdesurrogates.train.loop.train` dispatch on it.
+``task`` selects what is trained; :data:`pdesurrogates.train.tasks.TASKS` maps the name to a task
+class whose ``parse_config(raw, where, base_dir)`` validates the file into that task's frozen config.
+Every task's config carries the tables the engine reads (:class:`TrainSettings`): ``[optimizer]``,
+``[schedule]``, ``[train]``, ``[eval]`` and ``seed``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import json
 import math
 import sys
@@ -57,33 +54,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pdesurrogates.errors import UserInputError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
-
-TASKS: Mapping[str, tuple[str, str]] = types.MappingProxyType(
-    {
-        "surrogate": (
-            "pdesurrogates.train.config:surrogate_config_from_dict",
-            "pdesurrogates.train.loop:train_surrogate",
-        ),
-        "dcdm": (
-            "pdesurrogates.train.dcdm_task:dcdm_config_from_dict",
-            "pdesurrogates.train.dcdm_task:train_preconditioner_task",
-        ),
-        "neural_multigrid": (
-            "pdesurrogates.train.dcdm_task:multigrid_config_from_dict",
-            "pdesurrogates.train.dcdm_task:train_preconditioner_task",
-        ),
-        "operator_preconditioner": (
-            "pdesurrogates.train.dcdm_task:operator_config_from_dict",
-            "pdesurrogates.train.dcdm_task:train_preconditioner_task",
-        ),
-    }
-)
-"""Task name -> (config parser, trainer), as ``"module:function"`` strings."""
-
 
 # ----------------------------------------------------------------------------------------------
 # Sections
@@ -137,28 +113,31 @@ class DataConfig:
 
     def validate(self) -> None:
         if not self.train:
-            raise ValueError("config [data]: 'train' (path of the training file) is required")
+            raise UserInputError("config [data]: 'train' (path of the training file) is required")
         for name in ("n_train", "n_test", "test_start"):
             if getattr(self, name) < 0:
-                raise ValueError(f"config [data]: {name} must be >= 0 (0 = all), got {getattr(self, name)}")
+                raise UserInputError(f"config [data]: {name} must be >= 0 (0 = all), got {getattr(self, name)}")
         for s in (self.train_stride, *self.test_strides):
             if s < 1:
-                raise ValueError(f"config [data]: strides must be >= 1, got {s}")
+                raise UserInputError(f"config [data]: strides must be >= 1, got {s}")
         if self.train_resolution and self.train_stride != 1:
-            raise ValueError("config [data]: give train_stride or train_resolution, not both")
+            raise UserInputError("config [data]: give train_stride or train_resolution, not both")
         if self.test_resolutions and self.test_strides:
-            raise ValueError("config [data]: give test_strides or test_resolutions, not both")
+            raise UserInputError("config [data]: give test_strides or test_resolutions, not both")
         if self.train_resolution < 0 or any(r < 1 for r in self.test_resolutions):
-            raise ValueError("config [data]: resolutions must be positive")
+            raise UserInputError("config [data]: resolutions must be positive")
 
     @property
     def eval_strides(self) -> tuple[int, ...]:
         return self.test_strides or (self.train_stride,)
 
 
+OPTIMIZERS = ("adamw", "adam")
+
+
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """AdamW (decoupled weight decay)."""
+    """AdamW (decoupled weight decay, the default) or Adam (weight decay as an L2 penalty)."""
 
     name: str = "adamw"
     lr: float = 1e-3
@@ -167,14 +146,14 @@ class OptimizerConfig:
     eps: float = 1e-8
 
     def validate(self) -> None:
-        if self.name != "adamw":
-            raise ValueError(f"config [optimizer]: name must be one of ['adamw'], got {self.name!r}")
+        if self.name not in OPTIMIZERS:
+            raise UserInputError(f"config [optimizer]: name must be one of {list(OPTIMIZERS)}, got {self.name!r}")
         if not self.lr > 0:
-            raise ValueError(f"config [optimizer]: lr must be > 0, got {self.lr}")
+            raise UserInputError(f"config [optimizer]: lr must be > 0, got {self.lr}")
         if self.weight_decay < 0:
-            raise ValueError(f"config [optimizer]: weight_decay must be >= 0, got {self.weight_decay}")
+            raise UserInputError(f"config [optimizer]: weight_decay must be >= 0, got {self.weight_decay}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"config [optimizer]: betas must be two numbers in [0, 1), got {list(self.betas)}")
+            raise UserInputError(f"config [optimizer]: betas must be two numbers in [0, 1), got {list(self.betas)}")
 
 
 SCHEDULES = ("constant", "cosine", "step")
@@ -201,13 +180,13 @@ class ScheduleConfig:
 
     def validate(self) -> None:
         if self.name not in SCHEDULES:
-            raise ValueError(f"config [schedule]: name must be one of {list(SCHEDULES)}, got {self.name!r}")
+            raise UserInputError(f"config [schedule]: name must be one of {list(SCHEDULES)}, got {self.name!r}")
         if self.warmup_epochs < 0:
-            raise ValueError(f"config [schedule]: warmup_epochs must be >= 0, got {self.warmup_epochs}")
+            raise UserInputError(f"config [schedule]: warmup_epochs must be >= 0, got {self.warmup_epochs}")
         if self.step_epochs < 1:
-            raise ValueError(f"config [schedule]: step_epochs must be >= 1, got {self.step_epochs}")
+            raise UserInputError(f"config [schedule]: step_epochs must be >= 1, got {self.step_epochs}")
         if self.min_lr < 0 or not 0 < self.gamma <= 1:
-            raise ValueError("config [schedule]: need min_lr >= 0 and 0 < gamma <= 1, "
+            raise UserInputError("config [schedule]: need min_lr >= 0 and 0 < gamma <= 1, "
                              f"got min_lr={self.min_lr}, gamma={self.gamma}")
 
 
@@ -238,6 +217,13 @@ class TrainerConfig:
         jobs with a time limit.
     checkpoint_every : int
         Save the ``last`` checkpoint every k epochs (and always at the end).
+    steps_per_epoch : int
+        Batches per epoch of the tasks that draw random batches instead of passing over a dataset
+        (the learned preconditioners); an epoch is the unit of evaluation and checkpointing.
+        Dataset tasks ignore it.
+    time_limit : float
+        Stop (resumably, like ``stop_after``) after the first epoch that ends past this many
+        seconds of training in total; 0 means no limit.
     """
 
     epochs: int = 100
@@ -247,16 +233,18 @@ class TrainerConfig:
     precision: str = "none"
     stop_after: int = 0
     checkpoint_every: int = 1
+    steps_per_epoch: int = 50
+    time_limit: float = 0.0
 
     def validate(self) -> None:
-        for name in ("epochs", "batch_size", "accumulate", "checkpoint_every"):
+        for name in ("epochs", "batch_size", "accumulate", "checkpoint_every", "steps_per_epoch"):
             if getattr(self, name) < 1:
-                raise ValueError(f"config [train]: {name} must be >= 1, got {getattr(self, name)}")
+                raise UserInputError(f"config [train]: {name} must be >= 1, got {getattr(self, name)}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"config [train]: precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
-        if self.grad_clip < 0 or self.stop_after < 0:
-            raise ValueError(f"config [train]: grad_clip and stop_after must be >= 0, got {self.grad_clip}, "
-                             f"{self.stop_after}")
+            raise UserInputError(f"config [train]: precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        if self.grad_clip < 0 or self.stop_after < 0 or self.time_limit < 0:
+            raise UserInputError(f"config [train]: grad_clip, stop_after and time_limit must be >= 0, got "
+                             f"{self.grad_clip}, {self.stop_after}, {self.time_limit}")
 
 
 @dataclass(frozen=True)
@@ -280,7 +268,39 @@ class EvalConfig:
 
     def validate(self) -> None:
         if self.every < 1 or self.batch_size < 1:
-            raise ValueError(f"config [eval]: every and batch_size must be >= 1, got {self.every}, {self.batch_size}")
+            raise UserInputError(f"config [eval]: every and batch_size must be >= 1, got {self.every}, {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What the training engine reads from any task's config: optimiser, schedule, ``[train]``,
+    ``[eval]`` and the seed. Every task config has these attributes; this class serves tasks built
+    in Python (:func:`pdesurrogates.train.fit` with a task object)."""
+
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+
+    def validate(self) -> None:
+        for section in (self.optimizer, self.schedule, self.train, self.eval):
+            section.validate()
+
+
+SETTINGS_TABLES = ("optimizer", "schedule", "train", "eval")
+
+
+def parse_settings(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The engine's tables and ``seed`` of a config file as keyword arguments of a task config."""
+    out: dict[str, Any] = {}
+    for name in SETTINGS_TABLES:
+        cls = typing.get_type_hints(TrainSettings)[name]
+        if name in raw and not isinstance(raw[name], Mapping):
+            raise UserInputError(f"{where}: [{name}] must be a table, got {raw[name]!r}")
+        out[name] = dataclass_from_dict(cls, raw.get(name, {}), f"{where} [{name}]")
+    out["seed"] = _coerce(raw.get("seed", 0), int, f"{where} key 'seed'")
+    return out
 
 
 @dataclass(frozen=True)
@@ -320,7 +340,7 @@ def check_keys(raw: Mapping[str, Any], valid: Sequence[str], where: str) -> None
     """Raise ``ValueError`` if ``raw`` has a key outside ``valid``, suggesting the closest one."""
     for key in raw:
         if key not in valid:
-            raise ValueError(
+            raise UserInputError(
                 f"{where}: unknown key {key!r}{_closest(key, valid)}; valid keys: {sorted(valid)}"
             )
 
@@ -339,41 +359,41 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
                 return _coerce(value, arg, where)
             except ValueError as exc:
                 errors.append(str(exc))
-        raise ValueError(errors[0])
+        raise UserInputError(errors[0])
     if origin is tuple:
         args = typing.get_args(hint)
         if isinstance(value, (str, int, float)) and not isinstance(value, bool) and len(args) == 2 and args[1] is Ellipsis:
             value = [value]  # a single value for a list-valued key
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{where}: expected a list, got {value!r}")
+            raise UserInputError(f"{where}: expected a list, got {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(v, args[0], where) for v in value)
         if len(value) != len(args):
-            raise ValueError(f"{where}: expected a list of {len(args)} values, got {list(value)!r}")
+            raise UserInputError(f"{where}: expected a list of {len(args)} values, got {list(value)!r}")
         return tuple(_coerce(v, a, where) for v, a in zip(value, args))
     if hint is Any:
         return value
     if hint is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"{where}: expected true or false, got {value!r}")
+            raise UserInputError(f"{where}: expected true or false, got {value!r}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{where}: expected an integer, got {value!r}")
+            raise UserInputError(f"{where}: expected an integer, got {value!r}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{where}: expected a number, got {value!r}")
+            raise UserInputError(f"{where}: expected a number, got {value!r}")
         if not math.isfinite(value):
-            raise ValueError(f"{where}: expected a finite number, got {value!r}")
+            raise UserInputError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise ValueError(f"{where}: expected a string, got {value!r}")
+            raise UserInputError(f"{where}: expected a string, got {value!r}")
         return value
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
-            raise ValueError(f"{where}: expected a table, got {value!r}")
+            raise UserInputError(f"{where}: expected a table, got {value!r}")
         return dataclass_from_dict(hint, value, where)
     return value
 
@@ -399,50 +419,19 @@ def dataclass_from_dict(cls: type, raw: Mapping[str, Any], where: str) -> Any:
 
 
 def to_dict(obj: Any) -> Any:
-    """Plain (JSON/TOML-ready) form of a config: dataclasses -> dicts, tuples -> lists.
+    """Plain (JSON/TOML-ready) form of a config: dataclasses -> dicts (field order), tuples -> lists.
 
-    A model config is converted with :func:`pdesurrogates.models.config_to_dict` so that it
-    round-trips through :func:`pdesurrogates.models.config_from_dict`.
+    A model config keeps its ``name`` first, as :func:`pdesurrogates.models.config_to_dict` writes it.
     """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        if isinstance(obj, TrainConfig):
-            from pdesurrogates import models
-
-            out = {"task": obj.task, "seed": obj.seed, "data": to_dict(obj.data),
-                   "model": to_dict(models.config_to_dict(obj.model))}
-            out["loss"] = to_dict(_loss_to_dict(obj.loss))
-            for name in ("optimizer", "schedule", "train", "eval"):
-                out[name] = to_dict(getattr(obj, name))
-            return out
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        out = {"name": obj.name} if isinstance(getattr(obj, "name", None), str) else {}
+        out.update({f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)})
+        return out
     if isinstance(obj, Mapping):
         return {str(k): to_dict(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     return obj
-
-
-def _loss_to_dict(loss: Any) -> Any:
-    if loss is None:
-        return {}
-    from pdesurrogates import losses
-
-    if hasattr(losses, "loss_config_to_dict"):
-        return losses.loss_config_to_dict(loss)
-    if hasattr(loss, "to_dict"):
-        return loss.to_dict()
-    return dataclasses.asdict(loss)
-
-
-def _loss_from_dict(raw: Mapping[str, Any]) -> Any:
-    from pdesurrogates import losses
-
-    if hasattr(losses, "loss_config_from_dict"):
-        return losses.loss_config_from_dict(dict(raw))
-    cls = losses.LossConfig
-    if hasattr(cls, "from_dict"):
-        return cls.from_dict(dict(raw))
-    return dataclass_from_dict(cls, raw, "config [loss]")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -462,10 +451,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     >>> parse_override("data.test_strides=[2, 1]")
     ('data.test_strides', [2, 1])
     """
+    if "\n" in text or "\r" in text:
+        raise UserInputError(f"--set takes one KEY=VALUE on one line; got a line break in {text!r}")
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise ValueError(f"--set expects KEY=VALUE with a dotted KEY such as train.epochs=10, got {text!r}")
+        raise UserInputError(f"--set expects KEY=VALUE with a dotted KEY such as train.epochs=10, got {text!r}")
     value = value.strip()
     try:
         parsed = tomllib.loads(f"v = {value}")["v"]
@@ -485,7 +476,7 @@ def apply_overrides(raw: dict, overrides: Sequence[str | tuple[str, Any]]) -> di
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 # a user error at the command line: ValueError so the CLI prints it without a traceback
-                raise ValueError(f"--set {key}: {'.'.join(parts[: i + 1])!r} is a value, not a table")  # noqa: TRY004
+                raise UserInputError(f"--set {key}: {'.'.join(parts[: i + 1])!r} is a value, not a table")
             node = child
         node[parts[-1]] = value
     return out
@@ -514,15 +505,15 @@ def surrogate_config_from_dict(raw: Mapping[str, Any], where: str = "config", ba
     valid = ["task", "seed", "data", "model", "loss", "optimizer", "schedule", "train", "eval"]
     check_keys(raw, valid, where)
     task = raw.get("task", "surrogate")
-    if task != "surrogate":
-        raise ValueError(f"{where}: task {task!r} is not handled by the surrogate trainer")
+    if task not in ("surrogate", "pino"):
+        raise UserInputError(f"{where}: task {task!r} is not handled by the surrogate trainer")
     for section in valid[2:]:
         if section in raw and not isinstance(raw[section], Mapping):
-            raise ValueError(f"{where}: [{section}] must be a table, got {raw[section]!r}")
+            raise UserInputError(f"{where}: [{section}] must be a table, got {raw[section]!r}")
     if "data" not in raw:
-        raise ValueError(f"{where}: missing table [data] (train/test files)")
+        raise UserInputError(f"{where}: missing table [data] (train/test files)")
     if "model" not in raw or "name" not in raw["model"]:
-        raise ValueError(f"{where}: missing [model] table with a 'name' (a registered model such as 'fno')")
+        raise UserInputError(f"{where}: missing [model] table with a 'name' (a registered model such as 'fno')")
     data = dataclass_from_dict(DataConfig, raw["data"], f"{where} [data]")
     if base_dir is not None:
         data = dataclasses.replace(
@@ -533,52 +524,26 @@ def surrogate_config_from_dict(raw: Mapping[str, Any], where: str = "config", ba
 
     name = raw["model"]["name"]
     if name not in models.MODELS:
-        raise ValueError(f"{where} [model]: unknown model {name!r}{_closest(str(name), models.MODELS.names())}; "
+        raise UserInputError(f"{where} [model]: unknown model {name!r}{_closest(str(name), models.MODELS.names())}; "
                          f"valid names: {models.MODELS.names()}")
     fields = [f.name for f in dataclasses.fields(models.MODELS[name].config_class)]
     check_keys(raw["model"], fields, f"{where} [model] ({name})")
     try:
         model = models.config_from_dict(dict(raw["model"]))
     except (TypeError, KeyError, ValueError) as exc:
-        raise ValueError(f"{where} [model]: {exc.args[0] if exc.args else exc}") from exc
+        raise UserInputError(f"{where} [model]: {exc.args[0] if exc.args else exc}") from exc
     if not isinstance(raw.get("loss", {}), Mapping):
-        raise ValueError(f"{where}: [loss] must be a table")  # noqa: TRY004 (user input)
+        raise UserInputError(f"{where}: [loss] must be a table")
+    from pdesurrogates.losses import LossConfig
+
     try:
-        loss = _loss_from_dict(raw.get("loss", {}))
+        loss = dataclass_from_dict(LossConfig, raw.get("loss", {}), f"{where} [loss]")
     except (TypeError, ValueError) as exc:
         message = str(exc)
-        raise ValueError(message if message.startswith(where) else f"{where} [loss]: {message}") from exc
-    seed = _coerce(raw.get("seed", 0), int, f"{where} key 'seed'")
-    config = TrainConfig(
-        data=data,
-        model=model,
-        loss=loss,
-        optimizer=dataclass_from_dict(OptimizerConfig, raw.get("optimizer", {}), f"{where} [optimizer]"),
-        schedule=dataclass_from_dict(ScheduleConfig, raw.get("schedule", {}), f"{where} [schedule]"),
-        train=dataclass_from_dict(TrainerConfig, raw.get("train", {}), f"{where} [train]"),
-        eval=dataclass_from_dict(EvalConfig, raw.get("eval", {}), f"{where} [eval]"),
-        seed=seed,
-        task="surrogate",
-    )
+        raise UserInputError(message if message.startswith(where) else f"{where} [loss]: {message}") from exc
+    config = TrainConfig(data=data, model=model, loss=loss, task=task, **parse_settings(raw, where))
     config.validate()
     return config
-
-
-def resolve_task(name: str, which: int) -> Any:
-    """Import the parser (``which=0``) or trainer (``which=1``) of task ``name``."""
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}{_closest(name, list(TASKS))}; valid tasks: {sorted(TASKS)}")
-    module, _, attr = TASKS[name][which].partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def config_from_dict(raw: Mapping[str, Any], where: str = "config", base_dir: str | Path | None = None) -> Any:
-    """Validate ``raw`` into the config dataclass of its ``task`` (default ``"surrogate"``)."""
-    task = raw.get("task", "surrogate")
-    if not isinstance(task, str):
-        raise ValueError(f"{where}: 'task' must be a string, got {task!r}")  # noqa: TRY004 (user input)
-    parser = resolve_task(task, 0)
-    return parser(raw, where=where, base_dir=base_dir)
 
 
 def read_toml(path: str | Path) -> dict:
@@ -590,87 +555,27 @@ def read_toml(path: str | Path) -> dict:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: invalid TOML: {exc}") from exc
-
-
-def load_config(path: str | Path, overrides: Sequence[str] = (), base_dir: str | Path | None = ".") -> Any:
-    """Read a TOML config, apply ``--set`` overrides and validate it.
-
-    Parameters
-    ----------
-    path : path
-        TOML file.
-    overrides : sequence of str
-        ``"dotted.key=value"`` strings, applied in order.
-    base_dir : path or None
-        Relative data paths are resolved against it (default: the current directory).
-
-    Returns
-    -------
-    TrainConfig
-        Or the config dataclass of the file's ``task``.
-    """
-    raw = apply_overrides(read_toml(path), overrides)
-    return config_from_dict(raw, where=str(path), base_dir=base_dir)
+        raise UserInputError(f"{path}: invalid TOML: {exc}") from exc
 
 
 # ----------------------------------------------------------------------------------------------
 # Writing TOML (the resolved copy of a run's config)
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+def _drop_none(value: Any) -> Any:
+    """TOML has no null: leave out None values (their fields take their defaults when read back)."""
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    if value is None:
-        raise ValueError("TOML has no null value")
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
 
 
 def dumps_toml(data: Mapping[str, Any]) -> str:
-    """Write a nested dict of plain values as TOML (``None`` values are left out)."""
-    lines: list[str] = []
-    tables: list[tuple[str, Mapping]] = []
-    for key, value in data.items():
-        if value is None:
-            continue
-        if isinstance(value, Mapping):
-            tables.append((key, value))
-        else:
-            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    """A nested dict of plain values as TOML text (``None`` values are left out)."""
+    import tomli_w
 
-    def emit(prefix: str, table: Mapping) -> None:
-        lines.append("")
-        lines.append(f"[{prefix}]")
-        sub = []
-        for k, v in table.items():
-            if v is None:
-                continue
-            if isinstance(v, Mapping):
-                sub.append((k, v))
-            else:
-                lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
-        for k, v in sub:
-            emit(f"{prefix}.{_toml_key(k)}", v)
-
-    for key, table in tables:
-        emit(_toml_key(key), table)
-    return "\n".join(lines).lstrip("\n") + "\n"
+    return tomli_w.dumps(_drop_none(dict(data)))
 
 
 def save_config(config: Any, path: str | Path) -> None:

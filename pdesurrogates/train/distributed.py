@@ -19,6 +19,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from pdesurrogates.errors import UserInputError
+
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -79,7 +81,7 @@ def env_world_size(environ: Any = None) -> int:
     try:
         return int(environ.get("WORLD_SIZE", "1"))
     except ValueError:
-        raise ValueError(f"WORLD_SIZE must be an integer, got {environ.get('WORLD_SIZE')!r}") from None
+        raise UserInputError(f"WORLD_SIZE must be an integer, got {environ.get('WORLD_SIZE')!r}") from None
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -88,10 +90,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but torch.cuda.is_available() is False "
-                         f"(torch {torch.__version__}, CUDA build: {torch.version.cuda})")
+        raise UserInputError(f"device {str(device)!r} requested but this machine has no usable CUDA device "
+                             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}); use --device cpu")
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {str(device)!r}")
+        raise UserInputError(f"device must be 'cpu' or 'cuda', got {str(device)!r}")
     return device
 
 
@@ -120,11 +122,11 @@ def init_distributed(device: str | torch.device | None = None, environ: Any = No
         return DistContext(device=device)
     missing = [k for k in _ENV if k not in environ]
     if missing:
-        raise ValueError(f"WORLD_SIZE={world} but the torchrun variables {missing} are not set")
+        raise UserInputError(f"WORLD_SIZE={world} but the torchrun variables {missing} are not set")
     rank, local_rank = int(environ["RANK"]), int(environ["LOCAL_RANK"])
     if device.type == "cuda":
         if local_rank >= torch.cuda.device_count():
-            raise ValueError(f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} CUDA devices")
+            raise UserInputError(f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} CUDA devices")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
         backend = "nccl"

@@ -8,7 +8,6 @@ and H1 errors over a dataset; :func:`plot_samples` draws input / truth / predict
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,9 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from pdesurrogates.errors import UserInputError
+from pdesurrogates.train.engine import autocast, find_checkpoint
 
 
 @dataclass
@@ -47,7 +49,7 @@ class Predictor:
 
     def check_input(self, x: torch.Tensor, where: str = "input") -> None:
         if x.ndim != self.ndim + 2:
-            raise ValueError(f"{where}: expected a batch (B, C_in, *spatial) with {self.ndim} spatial axes, "
+            raise UserInputError(f"{where}: expected a batch (B, C_in, *spatial) with {self.ndim} spatial axes, "
                              f"got shape {tuple(x.shape)}")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,7 +111,7 @@ def evaluate_dataset(predict: Predictor, dataset: Any, *, batch_size: int = 32,
         shape = tuple(y.shape)
     predict.model.train(was_training)
     if n == 0:
-        raise ValueError("evaluate_dataset: the dataset is empty")
+        raise UserInputError("evaluate_dataset: the dataset is empty")
     return {"l2": l2_sum / n, "h1": h1_sum / n, "n": n, "resolution": _resolution(shape, predict.ndim)}
 
 
@@ -125,26 +127,6 @@ def iterate_batches(dataset: Any, batch_size: int):
         items = (dataset.__getitems__(list(range(lo, min(n, lo + batch_size))))
                  if hasattr(dataset, "__getitems__") else [dataset[i] for i in range(lo, min(n, lo + batch_size))])
         yield torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
-
-
-class autocast:
-    """``torch.autocast`` for ``precision`` in {"none", "bf16", "fp16"} (a no-op for "none")."""
-
-    def __init__(self, device: torch.device | str, precision: str):
-        device = torch.device(device)
-        dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
-        self._ctx = (torch.autocast(device_type=device.type, dtype=dtypes[precision])
-                     if precision != "none" else None)
-
-    def __enter__(self):
-        if self._ctx is not None:
-            self._ctx.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self._ctx is not None:
-            return self._ctx.__exit__(*exc)
-        return False
 
 
 PERIODIC_PDES = ("burgers", "navier-stokes")
@@ -228,11 +210,6 @@ def plot_samples(x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, path: str
     return path
 
 
-def finite_or_none(value: float) -> float | None:
-    """JSON-safe float: NaN/Inf become None."""
-    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
 def load_predictor(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[Predictor, Any]:
     """A :class:`Predictor` for a checkpoint directory (or a run directory: its best checkpoint).
 
@@ -242,7 +219,6 @@ def load_predictor(checkpoint: str | Path, device: torch.device | str = "cpu") -
         The checkpoint as read by :func:`pdesurrogates.models.load_checkpoint`.
     """
     from pdesurrogates.models import load_checkpoint
-    from pdesurrogates.train.loop import find_checkpoint
 
     path = find_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)
@@ -261,12 +237,12 @@ def stride_for_resolution(spatial_shape: Sequence[int], resolution: int, where: 
     """
     n = int(spatial_shape[0])
     if any(int(m) != n for m in spatial_shape):
-        raise ValueError(f"{where}: --resolution needs a square grid, got {tuple(spatial_shape)}; use --stride")
+        raise UserInputError(f"{where}: --resolution needs a square grid, got {tuple(spatial_shape)}; use --stride")
     options = {}
     for s in range(1, n + 1):
         if s == 1 or (n - 1) % s == 0 or n % s == 0:
             options.setdefault(-(-n // s), s)
     if resolution not in options:
-        raise ValueError(f"{where}: resolution {resolution} is not a subsampling of the {n}-point grid; "
+        raise UserInputError(f"{where}: resolution {resolution} is not a subsampling of the {n}-point grid; "
                          f"available: {sorted(options, reverse=True)}")
     return options[resolution]

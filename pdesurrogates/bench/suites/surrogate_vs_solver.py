@@ -65,7 +65,7 @@ def _time(fn, repeats: int, sync) -> float:
 
 
 def measure(point: dict[str, Any], context: dict[str, Any], config: dict[str, Any], device: str) -> dict[str, Any]:
-    from pdesurrogates.bench.training import evaluate
+    from pdesurrogates.train.tasks.tensors import mean_relative_l2
 
     r = point["resolution"]
     seed = config["seed"]
@@ -79,7 +79,7 @@ def measure(point: dict[str, Any], context: dict[str, Any], config: dict[str, An
     model = context["model"]
     xs, ys = context["scalers"]
     dev = torch.device(device)
-    err = evaluate(model, tx, ty, xs, ys)
+    err = mean_relative_l2(model, tx, ty, lambda m, x: ys.decode(m(xs.encode(x))), dev)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     x1 = xs.encode(tx[:1]).to(dev)
     xb = x1.expand(config["batch"], -1, -1, -1).contiguous()

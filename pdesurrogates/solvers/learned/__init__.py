@@ -28,7 +28,6 @@ _EXPORTS = {
     "NeuralOperatorPreconditioner": "neural_preconditioner",
     "MultigridNeuralOperator": "multigrid_preconditioner",
     "NeuralMultigridPreconditioner": "multigrid_preconditioner",
-    "train_multigrid_preconditioner": "multigrid_preconditioner",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -18,11 +18,10 @@ size; training sizes and step counts are small enough for a CPU.
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,21 +30,20 @@ import torch
 from torch import nn
 
 from pdesurrogates.linalg.preconditioners import Preconditioner
+from pdesurrogates.models import NETWORKS, save_checkpoint
 from pdesurrogates.physics.grid import Grid
 from pdesurrogates.physics.operators import apply_diffusion, diffusion_matrix, pad_dirichlet
-from pdesurrogates.solvers.learned._checkpoint import load_network, save_network
+from pdesurrogates.solvers.learned._checkpoint import load_network
 
 __all__ = [
     "ConjugateDirectionNet",
     "DCDMConfig",
-    "DCDMTrainConfig",
     "GridDiffusionOperator",
     "LearnedPreconditioner",
     "dcdm",
     "dcdm_loss",
     "ritz_training_set",
     "ritz_vectors",
-    "train_dcdm",
 ]
 
 
@@ -81,11 +79,6 @@ class DCDMConfig:
             raise ValueError(f"DCDMConfig.ndim must be 2 or 3, got {self.ndim}")
         if self.channels < 1 or self.fine_blocks < 0 or self.coarse_blocks < 0 or self.skip_levels < 0:
             raise ValueError(f"DCDMConfig sizes must be positive: {self}")
-
-
-# Values of DCDMConfig fields added after the first checkpoints were written, as those checkpoints
-# were built; :meth:`LearnedPreconditioner.load` fills them in when config.json lacks them.
-_LEGACY_CONFIG = {"skip_levels": 0, "bias": True}
 
 
 class _ResidualBlock(nn.Module):
@@ -277,108 +270,6 @@ def dcdm_loss(q: torch.Tensor, b: torch.Tensor, apply_A: Callable[[torch.Tensor]
     return residual.pow(2).sum(dims).mean()
 
 
-@dataclass(frozen=True)
-class DCDMTrainConfig:
-    """Training of a DCDM network on one grid (the paper: Adam, lr 1e-4, batch 10).
-
-    The learning rate rises linearly from 0 over ``warmup_steps`` and then follows a cosine down to
-    ``lr * final_lr_fraction``; gradients are clipped to norm ``grad_clip`` (``0``: no clipping).
-    The loss is computed in float64. A fraction ``val_fraction`` of the Ritz samples is held out,
-    the validation loss is measured every ``val_every`` steps and at the end, and the weights with
-    the lowest validation loss are returned (``val_fraction = 0``: the last weights).
-    """
-
-    resolution: int = 32
-    ndim: int = 2
-    coefficient: str = "ones"  # "ones" (Poisson) or "darcy" (two-phase 12/3 coefficient)
-    n_samples: int = 512
-    n_ritz: int = 300
-    steps: int = 300
-    batch_size: int = 16
-    lr: float = 1e-3
-    seed: int = 0
-    warmup_steps: int = 100
-    final_lr_fraction: float = 0.05
-    grad_clip: float = 1.0
-    val_fraction: float = 0.1
-    val_every: int = 50
-    model: DCDMConfig = field(default_factory=DCDMConfig)
-
-    def __post_init__(self) -> None:
-        if self.warmup_steps < 0 or self.grad_clip < 0 or self.val_every < 1:
-            raise ValueError(f"DCDMTrainConfig: warmup_steps >= 0, grad_clip >= 0, val_every >= 1 required: {self}")
-        if not 0 <= self.val_fraction < 1 or not 0 <= self.final_lr_fraction <= 1:
-            raise ValueError(f"DCDMTrainConfig: val_fraction in [0, 1), final_lr_fraction in [0, 1] required: {self}")
-
-
-def _lr_factor(step: int, config: DCDMTrainConfig) -> float:
-    """Linear warm-up over ``warmup_steps``, then cosine decay to ``final_lr_fraction``."""
-    if step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    span = max(1, config.steps - config.warmup_steps)
-    t = min(1.0, (step - config.warmup_steps) / span)
-    f = config.final_lr_fraction
-    return f + (1 - f) * 0.5 * (1 + math.cos(math.pi * t))
-
-
-def train_dcdm(
-    config: DCDMTrainConfig = DCDMTrainConfig(),
-    operator: GridDiffusionOperator | None = None,
-    progress: Callable[[int, float], None] | None = None,
-) -> tuple[ConjugateDirectionNet, list[float]]:
-    """Train a :class:`ConjugateDirectionNet` with the DCDM loss on Ritz-vector right-hand sides.
-
-    Args:
-        config: training settings.
-        operator: the matrix to train on; defaults to the Poisson matrix on a
-            ``config.resolution``-node grid (interior ``resolution - 2``).
-        progress: optional ``callback(step, loss)``.
-
-    Returns:
-        ``(network, loss history)``: the network with the best validation loss (see
-        :class:`DCDMTrainConfig`) and the training loss of every step.
-    """
-    torch.manual_seed(config.seed)  # seeds the network initialisation; batches use their own generator
-    if operator is None:
-        operator = GridDiffusionOperator(Grid((config.resolution,) * config.ndim))
-    model_cfg = config.model if config.model.ndim == operator.grid.ndim else DCDMConfig(
-        **{**asdict(config.model), "ndim": operator.grid.ndim}
-    )
-    net = ConjugateDirectionNet(model_cfg)
-    data = ritz_training_set(operator, config.n_samples, config.n_ritz, seed=config.seed)
-    n_val = round(config.val_fraction * data.shape[0])
-    val, data = data[:n_val], data[n_val:]  # samples are i.i.d., so the first ones are a fair hold-out
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: _lr_factor(step, config))
-    gen = torch.Generator().manual_seed(config.seed)
-
-    def loss_of(b: torch.Tensor) -> torch.Tensor:  # float64 reductions: the loss is 1 - O(cos^2)
-        return dcdm_loss(net(b).double(), b.double(), operator)
-
-    best_loss, best_state = math.inf, None
-    history = []
-    for step in range(config.steps):
-        idx = torch.randint(0, data.shape[0], (config.batch_size,), generator=gen)
-        loss = loss_of(data[idx])
-        opt.zero_grad()
-        loss.backward()
-        if config.grad_clip > 0:
-            nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-        opt.step()
-        sched.step()
-        history.append(float(loss.detach()))
-        if progress is not None:
-            progress(step, history[-1])
-        if n_val and ((step + 1) % config.val_every == 0 or step + 1 == config.steps):
-            with torch.no_grad():
-                val_loss = float(loss_of(val))
-            if val_loss < best_loss:
-                best_loss, best_state = val_loss, copy.deepcopy(net.state_dict())
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    return net, history
-
-
 class LearnedPreconditioner(Preconditioner):
     """A trained :class:`ConjugateDirectionNet` as a (nonlinear) preconditioner for FCG.
 
@@ -426,14 +317,14 @@ class LearnedPreconditioner(Preconditioner):
         return z.numpy() if isinstance(r, np.ndarray) else z
 
     def save(self, path: str | Path, *, overwrite: bool = False, extra: dict | None = None) -> Path:
-        """Write ``weights.pt`` + ``config.json`` into the directory ``path``."""
-        return save_network(path, self.network, asdict(self.network.config), "dcdm", overwrite=overwrite, extra=extra)
+        """Write the network as a checkpoint directory (:func:`pdesurrogates.models.save_checkpoint`)."""
+        return save_checkpoint(path, self.network, self.network.config, extra=extra, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path, shape: tuple[int, ...] | None = None) -> LearnedPreconditioner:
-        """Load a saved preconditioner directory (weights read with ``weights_only=True``)."""
-        net = load_network(path, "dcdm", lambda cfg: ConjugateDirectionNet(DCDMConfig(**{**_LEGACY_CONFIG, **cfg})))
-        return cls(net, shape)
+        """Load a trained network: a run directory of ``pdesurrogates train`` (task ``dcdm``; its best
+        checkpoint, i.e. the lowest validation loss) or a checkpoint directory."""
+        return cls(load_network(path, ConjugateDirectionNet), shape)
 
 
 def dcdm(A, b, network: ConjugateDirectionNet | LearnedPreconditioner, shape: tuple[int, ...], **kwargs):
@@ -451,3 +342,8 @@ def dcdm(A, b, network: ConjugateDirectionNet | LearnedPreconditioner, shape: tu
     M = network if isinstance(network, LearnedPreconditioner) else LearnedPreconditioner(network)
     kwargs.setdefault("m", 2)
     return fcg(A, b, M=M.for_shape(shape), **kwargs)
+
+
+# Checkpoints written before the skip path and the bias switch existed were built with these values.
+NETWORKS.register("dcdm", DCDMConfig, lambda **fields: ConjugateDirectionNet(DCDMConfig(**fields)),
+                  legacy_defaults={"skip_levels": 0, "bias": True})

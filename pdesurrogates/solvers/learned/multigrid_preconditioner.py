@@ -31,8 +31,7 @@ ICML 2019). No solution of the PDE is needed.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,19 +39,18 @@ import torch
 from torch import nn
 
 from pdesurrogates.linalg.preconditioners import Preconditioner
+from pdesurrogates.models import NETWORKS, save_checkpoint
 from pdesurrogates.physics.grid import Grid
 from pdesurrogates.physics.operators import apply_diffusion, diffusion_diagonal, pad_dirichlet
-from pdesurrogates.solvers.learned._checkpoint import load_network, save_network
+from pdesurrogates.solvers.learned._checkpoint import load_network
 
 __all__ = [
     "MultigridHierarchy",
     "MultigridNeuralOperator",
     "MultigridPreconditionerConfig",
-    "MultigridTrainConfig",
     "NeuralMultigridPreconditioner",
     "random_errors",
     "sample_coefficients",
-    "train_multigrid_preconditioner",
     "vcycle_energy_loss",
 ]
 
@@ -378,17 +376,18 @@ class NeuralMultigridPreconditioner(Preconditioner):
         return super().as_linear_operator()
 
     def save(self, path: str | Path, *, overwrite: bool = False, extra: dict | None = None) -> Path:
-        """Write ``weights.pt`` + ``config.json`` into the directory ``path``."""
-        return save_network(path, self.network, asdict(self.network.config), "neural_multigrid",
-                            overwrite=overwrite, extra=extra)
+        """Write the network as a checkpoint directory (:func:`pdesurrogates.models.save_checkpoint`)."""
+        return save_checkpoint(path, self.network, self.network.config, extra=extra, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path, grid: Grid | None = None, coefficient=None,
              shift: float = 0.0) -> NeuralMultigridPreconditioner:
-        """Load a saved directory (weights read with ``weights_only=True``), optionally attached to a system."""
-        net = load_network(path, "neural_multigrid",
-                           lambda cfg: MultigridNeuralOperator(MultigridPreconditionerConfig(**cfg)))
-        return cls(net, grid, coefficient, shift)
+        """Load a trained network, optionally attached to a system.
+
+        ``path``: a run directory of ``pdesurrogates train`` (task ``neural_multigrid``; its best
+        checkpoint is used) or a checkpoint directory. The smoother runs in float32.
+        """
+        return cls(load_network(path, MultigridNeuralOperator).float(), grid, coefficient, shift)
 
 
 _COEFFICIENT_KINDS = ("ones", "darcy", "mixed")
@@ -397,38 +396,6 @@ _COEFFICIENT_KINDS = ("ones", "darcy", "mixed")
 def _check_coefficient_kind(kind: str) -> None:
     if kind not in _COEFFICIENT_KINDS:
         raise ValueError(f"coefficient must be 'ones', 'darcy' or 'mixed', got {kind!r}")
-
-
-@dataclass(frozen=True)
-class MultigridTrainConfig:
-    """Training of a :class:`MultigridNeuralOperator` on random diffusion problems.
-
-    Attributes:
-        resolution: nodes per side of the training grid.
-        coefficient: ``"ones"`` (Poisson), ``"darcy"`` (two-phase ``high``/``low`` thresholded
-            Gaussian random fields, the FNO Darcy setting; 2D only) or ``"mixed"`` (half and half).
-        n_coefficients: size of the pool of coefficients drawn once.
-        steps, batch_size, lr: Adam with cosine decay.
-    """
-
-    resolution: int = 33
-    ndim: int = 2
-    coefficient: str = "mixed"
-    n_coefficients: int = 32
-    high: float = 12.0
-    low: float = 3.0
-    steps: int = 300
-    batch_size: int = 8
-    lr: float = 3e-3
-    seed: int = 0
-    model: MultigridPreconditionerConfig = field(default_factory=MultigridPreconditionerConfig)
-
-    def __post_init__(self) -> None:
-        _check_coefficient_kind(self.coefficient)
-        if self.coefficient != "ones" and self.ndim != 2:
-            raise ValueError("two-phase (darcy) coefficients are 2D only; use coefficient='ones' in 3D")
-        if self.resolution < 5:
-            raise ValueError(f"resolution must be >= 5 nodes, got {self.resolution}")
 
 
 def random_errors(n: int, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
@@ -464,36 +431,5 @@ def sample_coefficients(n: int, resolution: int, kind: str, generator: torch.Gen
     return torch.stack(pool)[:, None]
 
 
-def train_multigrid_preconditioner(
-    config: MultigridTrainConfig = MultigridTrainConfig(),
-    progress: Callable[[int, float], None] | None = None,
-) -> tuple[MultigridNeuralOperator, list[float]]:
-    """Train a :class:`MultigridNeuralOperator` with :func:`vcycle_energy_loss` (float64).
-
-    Returns:
-        ``(network in float32, loss history)``; ``history[0]`` is the untrained (Jacobi-multigrid) loss.
-    """
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    model_cfg = config.model if config.model.ndim == config.ndim else MultigridPreconditionerConfig(
-        **{**asdict(config.model), "ndim": config.ndim})
-    net = MultigridNeuralOperator(model_cfg).double()
-    grid = Grid((config.resolution,) * config.ndim)
-    coefficients = sample_coefficients(config.n_coefficients, config.resolution, config.coefficient, gen,
-                                       ndim=config.ndim, high=config.high, low=config.low)
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(config.steps, 1))
-    history = []
-    for step in range(config.steps):
-        idx = torch.randint(0, coefficients.shape[0], (config.batch_size,), generator=gen)
-        H = MultigridHierarchy(grid, coefficients[idx], model_cfg.coarsest_nodes)
-        e = random_errors(config.batch_size, grid.interior_shape, gen)
-        loss = vcycle_energy_loss(net, H, e)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        history.append(float(loss.detach()))
-        if progress is not None:
-            progress(step, history[-1])
-    return net.float().eval(), history
+NETWORKS.register("neural_multigrid", MultigridPreconditionerConfig,
+                  lambda **fields: MultigridNeuralOperator(MultigridPreconditionerConfig(**fields)))

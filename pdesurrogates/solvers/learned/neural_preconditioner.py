@@ -18,9 +18,6 @@ level, does not.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,22 +25,16 @@ from torch import nn
 
 from pdesurrogates.linalg.preconditioners import Preconditioner
 from pdesurrogates.physics.grid import Grid
-from pdesurrogates.physics.operators import apply_diffusion, pad_dirichlet
-from pdesurrogates.solvers.learned.multigrid_preconditioner import (
-    random_errors,
-    sample_coefficients,
-)
+from pdesurrogates.physics.operators import pad_dirichlet
 
 __all__ = [
     "NeuralOperatorPreconditioner",
-    "OperatorPreconditionerTrainConfig",
+    "encode_coefficient",
     "energy_cosine_loss",
-    "train_operator_preconditioner",
-    "train_operator_preconditioner_from_config",
 ]
 
 
-def _encode_coefficient(a: torch.Tensor) -> torch.Tensor:
+def encode_coefficient(a: torch.Tensor) -> torch.Tensor:
     """Coefficient channel fed to the network: ``log(a)`` centred, so contrasts are O(1)."""
     return torch.log(a) - 1.5
 
@@ -66,12 +57,14 @@ class NeuralOperatorPreconditioner(Preconditioner):
 
     @classmethod
     def load(cls, path, grid: Grid, coefficient=None) -> NeuralOperatorPreconditioner:
-        """The model checkpoint in ``path`` attached to the system on ``grid`` with ``coefficient``."""
-        from pdesurrogates.models.checkpoint import load_checkpoint
+        """The trained model in ``path`` (a run or checkpoint directory) attached to the system on
+        ``grid`` with ``coefficient``."""
+        from pdesurrogates.models import find_checkpoint, load_checkpoint
 
-        ckpt = load_checkpoint(path)
-        if ckpt.extra.get("kind") != "operator_preconditioner":
-            raise ValueError(f"{path}: checkpoint kind {ckpt.extra.get('kind')!r} is not 'operator_preconditioner' "
+        ckpt = load_checkpoint(find_checkpoint(path))
+        task = ckpt.extra.get("task", ckpt.extra.get("kind"))  # "kind" in checkpoints of the first layout
+        if task != "operator_preconditioner":
+            raise ValueError(f"{path}: checkpoint of task {task!r} is not an 'operator_preconditioner' "
                              "(train one with task = \"operator_preconditioner\")")
         return cls(ckpt.model, grid, coefficient)
 
@@ -86,7 +79,7 @@ class NeuralOperatorPreconditioner(Preconditioner):
         if not torch.all(a > 0):
             raise ValueError("coefficient must be positive everywhere")
         param = next(model.parameters())
-        self._a_channel = _encode_coefficient(a.to(param.dtype)).to(param.device)
+        self._a_channel = encode_coefficient(a.to(param.dtype)).to(param.device)
 
     @torch.no_grad()
     def apply(self, r):
@@ -114,92 +107,3 @@ def energy_cosine_loss(q: torch.Tensor, e: torch.Tensor, Ae: torch.Tensor, Aq: t
     dims = tuple(range(1, q.ndim))
     qf = (q * Ae).sum(dims)
     return (1.0 - qf.pow(2) / ((q * Aq).sum(dims).clamp_min(1e-30) * (e * Ae).sum(dims))).mean()
-
-
-@dataclass(frozen=True)
-class OperatorPreconditionerTrainConfig:
-    """Training of a neural-operator preconditioner on random diffusion problems (2D).
-
-    Attributes:
-        resolution: nodes per side of the training grid.
-        coefficient: ``"ones"``, ``"darcy"`` (two-phase ``high``/``low``) or ``"mixed"``.
-        steps, batch_size, lr: Adam with cosine decay.
-    """
-
-    resolution: int = 33
-    coefficient: str = "mixed"
-    n_coefficients: int = 32
-    high: float = 12.0
-    low: float = 3.0
-    steps: int = 600
-    batch_size: int = 8
-    lr: float = 1e-3
-    seed: int = 0
-    model: Any = field(default_factory=lambda: _default_model())
-
-
-def _default_model():
-    from pdesurrogates.models import MgNOConfig
-
-    return MgNOConfig(in_channels=2, width=16, n_layers=4, levels=5)
-
-
-def train_operator_preconditioner_from_config(
-    config: OperatorPreconditionerTrainConfig, progress: Callable[[int, float], None] | None = None
-) -> tuple[nn.Module, list[float]]:
-    """Build ``config.model`` (2 input channels, 1 output, 2D) and train it; ``(model, history)``."""
-    import dataclasses
-
-    from pdesurrogates.models import build
-
-    model_cfg = dataclasses.replace(config.model, in_channels=2, out_channels=1, ndim=2)
-    torch.manual_seed(config.seed)
-    model = build(model_cfg)
-    return model, train_operator_preconditioner(model, config, progress)
-
-
-def train_operator_preconditioner(
-    model: nn.Module,
-    config: OperatorPreconditionerTrainConfig = OperatorPreconditionerTrainConfig(),
-    progress: Callable[[int, float], None] | None = None,
-) -> list[float]:
-    """Train ``model`` in place with :func:`energy_cosine_loss`; returns the loss history.
-
-    Each step draws coefficients from a fixed pool and random errors ``e`` (white and smoothed
-    noise); the network sees ``(log a, A e / rms(A e))`` and its output ``q`` is scored by how much
-    of ``e`` (in the A-norm) the best multiple of ``q`` removes. No PDE solve is needed. The
-    right-hand side is normalised by its RMS, as :class:`NeuralOperatorPreconditioner` does, so the
-    network sees O(1) values on every grid (normalising by the 2-norm instead shrinks the input as
-    ``1/sqrt(n)`` and left the loss at 1 in our trials).
-    """
-    gen = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
-    grid = Grid((config.resolution,) * 2)
-    pool = sample_coefficients(config.n_coefficients, config.resolution, config.coefficient, gen,
-                               high=config.high, low=config.low)
-    param = next(model.parameters())
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(config.steps, 1))
-    history = []
-    model.train()
-    for step in range(config.steps):
-        a = pool[torch.randint(0, pool.shape[0], (config.batch_size,), generator=gen)]
-        e = random_errors(config.batch_size, grid.interior_shape, gen)
-
-        def apply_A(u, a=a):
-            return apply_diffusion(a, pad_dirichlet(u, 2), grid)
-
-        Ae = apply_A(e)
-        rms = Ae.flatten(1).norm(dim=1).reshape(-1, 1, 1, 1) / math.sqrt(Ae[0].numel())
-        x = torch.cat([_encode_coefficient(a), pad_dirichlet(Ae / rms, 2)], 1).to(param.dtype)
-        q = model(x)[:, :1, 1:-1, 1:-1].to(torch.float64)
-        loss = energy_cosine_loss(q, e, Ae, apply_A(q))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        history.append(float(loss.detach()))
-        if progress is not None:
-            progress(step, history[-1])
-    model.eval()
-    return history
