@@ -34,6 +34,7 @@ import torch
 from pdesurrogates.data.dataset import ArraySource, FieldDataset, check_real, make_dataset
 from pdesurrogates.data.files import shape_str
 from pdesurrogates.data.hdf5 import DEFAULT_COMPRESSION, DatasetWriter, _grid_arrays
+from pdesurrogates.errors import UserInputError
 
 ARRAYS_SEED = -1
 """``seed`` stored by :func:`write_arrays` when the arrays were not drawn from a seed."""
@@ -56,24 +57,24 @@ def _check_arrays(label: str, inputs: Any, outputs: Any) -> tuple[np.ndarray, np
     for name, a in (("inputs", x), ("outputs", y)):
         check_real(label, name, a.dtype, kind="argument")
     if x.ndim < 3:
-        raise ValueError(
+        raise UserInputError(
             f"{label}: inputs must be (N, C_in, *spatial) with at least one spatial axis, found "
             f"shape {shape_str(x.shape)} (add a channel axis: inputs[:, None])"
         )
     spatial = x.shape[2:]
     if y.ndim not in (x.ndim, x.ndim + 1) or y.shape[0] != x.shape[0] \
             or tuple(y.shape[y.ndim - len(spatial):]) != tuple(spatial):
-        raise ValueError(
+        raise UserInputError(
             f"{label}: outputs must be (N={x.shape[0]}, C_out, [T,] {', '.join(map(str, spatial))}) "
             f"to match inputs {shape_str(x.shape)}, found {shape_str(y.shape)}"
         )
     if 0 in x.shape or 0 in y.shape:
-        raise ValueError(f"{label}: empty arrays: inputs {shape_str(x.shape)}, outputs {shape_str(y.shape)}")
+        raise UserInputError(f"{label}: empty arrays: inputs {shape_str(x.shape)}, outputs {shape_str(y.shape)}")
     for name, a in (("inputs", x), ("outputs", y)):
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             ok = np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
             bad = np.flatnonzero(~ok)
-            raise ValueError(
+            raise UserInputError(
                 f"{label}: {name} sample {int(bad[0])} contains NaN or Inf ({len(bad)} of "
                 f"{a.shape[0]} samples do); expected finite values"
             )
@@ -85,13 +86,13 @@ def _grid(label: str, grid: Any, spatial: tuple[int, ...]) -> dict[str, np.ndarr
         return {}
     is_grid = not isinstance(grid, Mapping) and hasattr(grid, "shape") and hasattr(grid, "coords")
     if is_grid and tuple(grid.shape) != tuple(spatial):
-        raise ValueError(f"{label}: grid has shape {shape_str(grid.shape)}, the arrays' spatial "
+        raise UserInputError(f"{label}: grid has shape {shape_str(grid.shape)}, the arrays' spatial "
                              f"shape is {shape_str(spatial)}")
     arrays = _grid_arrays(grid)
     for key, value in arrays.items():
         check_real(label, f"grid[{key!r}]", value.dtype, kind="argument")
         if value.dtype.kind == "f" and not np.isfinite(value).all():
-            raise ValueError(f"{label}: grid[{key!r}] contains NaN or Inf")
+            raise UserInputError(f"{label}: grid[{key!r}] contains NaN or Inf")
     return arrays
 
 
@@ -196,9 +197,9 @@ def write_arrays(
     x, y, _ = _check_arrays(label, inputs, outputs)
     _grid(label, grid, tuple(x.shape[2:]))
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"{label}: batch_size must be an int >= 1, got {batch_size!r}")
+        raise UserInputError(f"{label}: batch_size must be an int >= 1, got {batch_size!r}")
     if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
-        raise ValueError(f"{label}: seed must be an int >= 0 or None, got {seed!r}")
+        raise UserInputError(f"{label}: seed must be an int >= 0 or None, got {seed!r}")
     with DatasetWriter.open(
         path, pde=pde, n_samples=x.shape[0], input_shape=x.shape[1:], output_shape=y.shape[1:],
         params=params, seed=ARRAYS_SEED if seed is None else int(seed), grid=grid, dtype=dtype,

@@ -27,6 +27,7 @@ from torch.utils.data import (
 )
 
 from pdesurrogates.data.files import DataFormatError, open_h5, shape_str
+from pdesurrogates.errors import UserInputError
 
 # --------------------------------------------------------------------------------------------
 # Sources: how to read samples of one file, before striding. ``read(lo, hi)`` returns numpy
@@ -172,7 +173,7 @@ def pick_pair(path: Path, keys: Sequence[str], input_key: str | None,
     """The input/output keys of a file holding an ``(x, y)`` pair (``.mat``, ``.pt``)."""
     if input_key is not None or output_key is not None:
         if input_key is None or output_key is None:
-            raise ValueError(f"{path}: give both input_key and output_key")
+            raise UserInputError(f"{path}: give both input_key and output_key")
         for k in (input_key, output_key):
             if k not in keys:
                 raise DataFormatError(f"{path}: missing key {k!r}; found {sorted(keys)[:12]}")
@@ -215,15 +216,15 @@ def check_stride(label: Any, stride: Any, spatial: Sequence[int]) -> tuple[int, 
     elif isinstance(stride, (tuple, list)) and all(_is_int(s) for s in stride):
         strides = tuple(int(s) for s in stride)
     else:
-        raise ValueError(
+        raise UserInputError(
             f"{label}: stride must be an int or a tuple of ints (one per spatial axis), got "
             f"{stride!r} ({type(stride).__name__})"
         )
     if len(strides) != len(spatial):
-        raise ValueError(f"{label}: stride {stride} has {len(strides)} entries for {len(spatial)} spatial dims")
+        raise UserInputError(f"{label}: stride {stride} has {len(strides)} entries for {len(spatial)} spatial dims")
     for s, n in zip(strides, spatial):
         if s < 1:
-            raise ValueError(f"{label}: stride must be >= 1, got {stride}")
+            raise UserInputError(f"{label}: stride must be >= 1, got {stride}")
         if s > 1 and (n - 1) % s and n % s:
             raise DataFormatError(
                 f"{label}: stride {s} does not fit the spatial grid {shape_str(spatial)}: need "
@@ -241,7 +242,7 @@ def select_indices(label: Any, indices: Any, n: int) -> np.ndarray:
         return np.arange(n, dtype=np.int64)[indices]
     idx = np.asarray(list(indices) if isinstance(indices, range) else indices)
     if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
-        raise ValueError(f"{label}: indices must be a 1D sequence of ints, got {indices!r}")
+        raise UserInputError(f"{label}: indices must be a 1D sequence of ints, got {indices!r}")
     idx = idx.astype(np.int64)
     if idx.size and (idx.min() < 0 or idx.max() >= n):
         raise IndexError(f"{label}: indices must be in [0, {n}), found min {idx.min()}, max {idx.max()}")
@@ -448,7 +449,7 @@ def make_loader(
         Passed to ``DataLoader`` (``persistent_workers``, ``pin_memory``, ...).
     """
     if not _is_int(batch_size) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        raise UserInputError(f"batch_size must be an int >= 1, got {batch_size!r}")
     sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
     return DataLoader(_Batches(dataset), batch_size=None,
                       sampler=BatchSampler(sampler, batch_size, drop_last),

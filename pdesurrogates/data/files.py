@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pdesurrogates.errors import UserInputError
 
-class DataFormatError(ValueError):
+
+class DataFormatError(UserInputError):
     """A data file that cannot be read or written as asked; the message names file, key, expected, found."""
 
 
@@ -37,7 +39,7 @@ def check_readable(path: Path) -> None:
         The file exists but cannot be opened for reading.
     """
     if path.is_dir():
-        raise ValueError(f"{path} is a directory; expected a dataset file (.h5, .hdf5, .mat, .pt)")
+        raise UserInputError(f"{path} is a directory; expected a dataset file (.h5, .hdf5, .mat, .pt)")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     try:
@@ -60,7 +62,7 @@ def check_output_file(path: Path) -> None:
         The folder that would hold the file cannot be created or written to.
     """
     if path.is_dir():
-        raise ValueError(f"{path} is a directory; the output must be a file path, e.g. {path / 'data.h5'}")
+        raise UserInputError(f"{path} is a directory; the output must be a file path, e.g. {path / 'data.h5'}")
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +72,7 @@ def check_output_file(path: Path) -> None:
             f"folder you can write to)"
         ) from None
     except (FileExistsError, NotADirectoryError):
-        raise ValueError(f"{path}: a part of the folder {parent} is a file, not a folder") from None
+        raise UserInputError(f"{path}: a part of the folder {parent} is a file, not a folder") from None
 
 
 def permission_error(exc: OSError, path: Path, action: str) -> PermissionError | None:

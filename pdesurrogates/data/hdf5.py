@@ -36,6 +36,7 @@ from pdesurrogates.data.files import (
     open_h5,
     permission_error,
 )
+from pdesurrogates.errors import UserInputError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -63,7 +64,7 @@ def _canonical_params(params: Mapping[str, Any] | None) -> str:
     try:
         return json.dumps(dict(params or {}), sort_keys=True, default=_json_default)
     except TypeError as exc:
-        raise ValueError(f"params must be JSON serialisable: {exc}") from None
+        raise UserInputError(f"params must be JSON serialisable: {exc}") from None
 
 
 def _json_default(value: Any) -> Any:
@@ -194,21 +195,21 @@ class DatasetWriter:
 
         path = Path(path)
         if resume and overwrite:
-            raise ValueError("give resume or overwrite, not both")
+            raise UserInputError("give resume or overwrite, not both")
         if compression not in COMPRESSIONS:
-            raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+            raise UserInputError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
         try:
             np_dtype = np.dtype(dtype)
         except TypeError:
             np_dtype = None
         if np_dtype is None or np_dtype.kind != "f":
-            raise ValueError(f"dtype must be a float type (float32, float64, float16), got {dtype!r}")
+            raise UserInputError(f"dtype must be a float type (float32, float64, float16), got {dtype!r}")
         if not _is_int(n_samples) or n_samples < 1:
-            raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}")
+            raise UserInputError(f"n_samples must be an int >= 1, got {n_samples!r}")
         n_samples = int(n_samples)
         for name, shape in (("input_shape", input_shape), ("output_shape", output_shape)):
             if len(shape) < 2 or not all(_is_int(s) and s >= 1 for s in shape):
-                raise ValueError(f"{name} must be (channels, *spatial) with positive int sizes, "
+                raise UserInputError(f"{name} must be (channels, *spatial) with positive int sizes, "
                                  f"got {tuple(shape)}")
         input_shape = tuple(int(s) for s in input_shape)
         output_shape = tuple(int(s) for s in output_shape)
@@ -296,12 +297,12 @@ class DatasetWriter:
         outputs = self._check("outputs", outputs, self.output_shape)
         k = inputs.shape[0]
         if outputs.shape[0] != k:
-            raise ValueError(
+            raise UserInputError(
                 f"{self.path}: append got {k} inputs but {outputs.shape[0]} outputs"
             )
         start = self.n_written
         if start + k > self.n_samples:
-            raise ValueError(
+            raise UserInputError(
                 f"{self.path}: appending {k} samples at {start} exceeds n_samples={self.n_samples}"
             )
         if k == 0:
@@ -316,18 +317,18 @@ class DatasetWriter:
     def _check(self, key: str, array: Any, sample_shape: tuple[int, ...]) -> np.ndarray:
         array = np.asarray(array)
         if array.dtype.kind != "f":
-            raise ValueError(
+            raise UserInputError(
                 f"{self.path}: {key} must be a real floating-point array, got dtype {array.dtype}"
             )
         if array.ndim != len(sample_shape) + 1 or tuple(array.shape[1:]) != sample_shape:
-            raise ValueError(
+            raise UserInputError(
                 f"{self.path}: {key} must have shape (k, {', '.join(map(str, sample_shape))}), "
                 f"got {tuple(array.shape)}"
             )
         finite = np.isfinite(array.reshape(array.shape[0], -1)).all(axis=1)
         if not finite.all():
             bad = int(np.flatnonzero(~finite)[0])
-            raise ValueError(
+            raise UserInputError(
                 f"{self.path}: {key} of sample {self.n_written + bad} (batch row {bad}) "
                 f"contains NaN or Inf; nothing of this batch was written"
             )
@@ -336,7 +337,7 @@ class DatasetWriter:
     def finalize(self) -> None:
         """Mark the file complete; every sample must have been written."""
         if self.n_written != self.n_samples:
-            raise ValueError(
+            raise UserInputError(
                 f"{self.path}: cannot finalize with {self.n_written} of {self.n_samples} samples"
             )
         self._file.attrs["complete"] = True
@@ -446,9 +447,9 @@ def write_dataset(
     """
     path = Path(path)
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise UserInputError(f"batch_size must be >= 1, got {batch_size}")
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise UserInputError(f"workers must be >= 1, got {workers}")
     shard_dir = path.with_name(path.name + ".shards")
     if overwrite and shard_dir.exists():
         shutil.rmtree(shard_dir)

@@ -26,6 +26,7 @@ from pdesurrogates.data.dataset import FieldDataset
 from pdesurrogates.data.files import DataFormatError
 from pdesurrogates.data.neuralop_pt import load_pt
 from pdesurrogates.data.readers import open_dataset as _open_dataset
+from pdesurrogates.errors import UserInputError
 
 ROOT = Path(__file__).resolve().parents[2] / "datasets" / "neuralop_small"
 """The copy in a clone of the repository (``datasets/neuralop_small/``)."""
@@ -61,7 +62,7 @@ def file_path(name: str, root: str | os.PathLike | None = None) -> Path:
         Its checksum differs from the published file's.
     """
     if name not in FILES:
-        raise ValueError(f"unknown neuraloperator small dataset {name!r}; available: {', '.join(FILES)}")
+        raise UserInputError(f"unknown neuraloperator small dataset {name!r}; available: {', '.join(FILES)}")
     folder = Path(root) if root is not None else ROOT
     path = folder / name
     if not path.is_file():

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from pdesurrogates.errors import UserInputError
+
 _WHICH = {"inputs": 0, "x": 0, "outputs": 1, "y": 1}
 
 
@@ -44,9 +46,9 @@ class GaussianNormalizer:
     def __init__(self, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-6) -> None:
         mean, std = torch.as_tensor(mean), torch.as_tensor(std)
         if mean.shape != std.shape or mean.ndim < 1:
-            raise ValueError(f"mean {tuple(mean.shape)} and std {tuple(std.shape)} must have one shape (C, ...)")
+            raise UserInputError(f"mean {tuple(mean.shape)} and std {tuple(std.shape)} must have one shape (C, ...)")
         if not torch.isfinite(mean).all() or not torch.isfinite(std).all() or (std < 0).any():
-            raise ValueError("mean and std must be finite and std >= 0")
+            raise UserInputError("mean and std must be finite and std >= 0")
         self.mean, self.std, self.eps = mean, std, float(eps)
 
     @property
@@ -60,12 +62,12 @@ class GaussianNormalizer:
     def _stats_for(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         rest = self.mean.ndim  # (C, *rest) must match the trailing axes of u
         if u.ndim not in (rest, rest + 1) or u.shape[u.ndim - rest] != self.channels:
-            raise ValueError(
+            raise UserInputError(
                 f"normalizer fitted on samples (C={self.channels}, ...) of rank {rest}; got a tensor "
                 f"of shape {tuple(u.shape)} (expected (C, ...) or (B, C, ...))"
             )
         if self.pointwise and tuple(u.shape[-(rest - 1):]) != tuple(self.mean.shape[1:]):
-            raise ValueError(
+            raise UserInputError(
                 f"point-wise normalizer fitted on grid {tuple(self.mean.shape[1:])}, got "
                 f"{tuple(u.shape[-(rest - 1):])}; fit a per-channel normalizer for other resolutions"
             )
@@ -152,11 +154,11 @@ class _Welford:
     def update(self, batch: np.ndarray) -> None:
         b = np.asarray(batch, dtype=np.float64)
         if b.ndim < 2:
-            raise ValueError(f"batches must be (B, C, ...), got shape {b.shape}")
+            raise UserInputError(f"batches must be (B, C, ...), got shape {b.shape}")
         if self.sample_shape is None:
             self.sample_shape = tuple(b.shape[1:])
         elif tuple(b.shape[1:]) != self.sample_shape:
-            raise ValueError(f"sample shape changed from {self.sample_shape} to {tuple(b.shape[1:])}")
+            raise UserInputError(f"sample shape changed from {self.sample_shape} to {tuple(b.shape[1:])}")
         # reduce over batch (and space unless pointwise): view as (B, C, rest) -> axes
         axes = (0,) if self.pointwise else (0,) + tuple(range(2, b.ndim))
         n = b.shape[0] if self.pointwise else b.shape[0] * int(np.prod(b.shape[2:], dtype=np.int64))
@@ -173,7 +175,7 @@ class _Welford:
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         if self.mean is None or self.count == 0:
-            raise ValueError("cannot fit a normalizer on zero samples")
+            raise UserInputError("cannot fit a normalizer on zero samples")
         return self.mean, np.sqrt(self.m2 / self.count)
 
 
@@ -181,7 +183,7 @@ def _batches(source: Any, which: str | int, batch_size: int,
              open_options: dict[str, Any]) -> Iterable[np.ndarray]:
     if isinstance(which, str):
         if which not in _WHICH:
-            raise ValueError(f"which must be one of {sorted(_WHICH)} or 0/1, got {which!r}")
+            raise UserInputError(f"which must be one of {sorted(_WHICH)} or 0/1, got {which!r}")
         which = _WHICH[which]
     if isinstance(source, (str, os.PathLike)):
         from pdesurrogates.data.readers import open_dataset

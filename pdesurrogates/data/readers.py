@@ -29,6 +29,7 @@ from typing import Any
 from pdesurrogates.data import fno_mat, neuralop_pt, ours, pdebench
 from pdesurrogates.data.dataset import FieldDataset, make_dataset, make_loader
 from pdesurrogates.data.files import DataFormatError, check_readable, open_h5
+from pdesurrogates.errors import UserInputError
 
 __all__ = ["FORMATS", "DataFormatError", "FieldDataset", "detect_format", "inspect_file", "make_loader",
            "open_dataset"]
@@ -75,7 +76,7 @@ def detect_format(path: str | os.PathLike) -> str:
 
 def _format_module(fmt: str) -> Any:
     if fmt not in _MODULES:
-        raise ValueError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+        raise UserInputError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
     return _MODULES[fmt]
 
 
