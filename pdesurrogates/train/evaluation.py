@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from pdesurrogates.errors import UserInputError
-from pdesurrogates.train.engine import autocast, find_checkpoint
+from pdesurrogates.models.checkpoint import find_checkpoint
+from pdesurrogates.train.support import autocast
 
 
 @dataclass

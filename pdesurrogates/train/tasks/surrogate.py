@@ -25,13 +25,14 @@ from torch import nn
 
 from pdesurrogates.errors import UserInputError
 from pdesurrogates.train.config import TrainConfig, surrogate_config_from_dict
-from pdesurrogates.train.engine import RunContext, Task, autocast
+from pdesurrogates.train.engine import RunContext, Task
 from pdesurrogates.train.evaluation import (
     Predictor,
     evaluate_dataset,
     is_periodic,
     stride_for_resolution,
 )
+from pdesurrogates.train.support import autocast
 
 
 def _open(path: str, stride: int, n: int, in_memory: bool, where: str, start: int = 0):
