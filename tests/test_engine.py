@@ -12,7 +12,11 @@ import torch
 
 from pdesurrogates.train import fit
 from pdesurrogates.train.tasks import TASKS, task_from_config
-from pdesurrogates.train.tasks.preconditioners import DCDMTask, NeuralMultigridTask, OperatorPreconditionerTask
+from pdesurrogates.train.tasks.preconditioners import (
+    DCDMTask,
+    NeuralMultigridTask,
+    OperatorPreconditionerTask,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_the_task_example_of_architecture_md_trains():
     """The 30-line example of a new trainable thing in ARCHITECTURE.md, executed as written."""
     text = (REPO / "ARCHITECTURE.md").read_text()
-    blocks = re.findall(r"```python\n(# A new trainable thing.*?)```", text, flags=re.S)
+    blocks = re.findall(r"```python\n(# A new trainable thing.*?)```", text, flags=re.DOTALL)
     assert len(blocks) == 1, "ARCHITECTURE.md must hold the engine example"
     assert len(blocks[0].splitlines()) <= 40
     namespace: dict = {}
@@ -88,3 +92,74 @@ def test_preconditioner_tasks_train_on_the_gpu(name, tmp_path):
     assert result.summary["device"].startswith("cuda")
     assert all(p.device.type == "cuda" for p in result.model.parameters())
     assert all(torch.isfinite(v).all() for v in weights(tmp_path / "run").values())
+
+
+def _darcy_arrays(n: int, seed: int, resolution: int = 17):
+    from pdesurrogates.physics.problems import get_problem
+
+    return get_problem("darcy", resolution=resolution).generate(range(n), seed)
+
+
+def _surrogate_config(**train):
+    from pdesurrogates.train import config_from_dict
+
+    return config_from_dict({"data": {"train": "<in memory>"}, "model": {"name": "fno", "width": 16, "modes": 6,
+                                                                          "n_layers": 2},
+                             "optimizer": {"lr": 3e-3}, "train": {"epochs": 10, "batch_size": 4, **train}})
+
+
+def test_the_surrogate_task_trains_on_datasets_made_from_arrays(tmp_path):
+    """Training from Python on from_arrays datasets, in memory and with a run directory that resumes."""
+    from pdesurrogates.data import from_arrays
+    from pdesurrogates.losses import relative_lp
+    from pdesurrogates.models import Surrogate
+    from pdesurrogates.train.tasks.surrogate import SurrogateTask
+
+    (a, u), (a_test, u_test) = _darcy_arrays(64, 0), _darcy_arrays(16, 1)
+    train_ds, test_ds = from_arrays(a, u, pde="darcy"), from_arrays(a_test, u_test, pde="darcy")
+    config = _surrogate_config()
+    result = fit(SurrogateTask(config, train_data=train_ds, test_data={"test": test_ds}), config, None,
+                 device="cpu", progress=False)
+    u_test = torch.from_numpy(u_test)
+    baseline = float(relative_lp(torch.from_numpy(u).mean(0, keepdim=True).expand_as(u_test), u_test))
+    assert result.metrics[-1]["test_l2"] < 0.7 * baseline  # beats predicting the mean training solution
+    fit(SurrogateTask(config, train_data=train_ds, test_data={"test": test_ds}), config, tmp_path / "run",
+        device="cpu", progress=False)
+    x = torch.from_numpy(_darcy_arrays(2, 5)[0])
+    assert Surrogate.load(tmp_path / "run" / "checkpoints" / "best")(x).shape == (2, 1, 17, 17)
+
+
+
+
+@pytest.mark.parametrize("loss", [{"data": "l2"}, {"data": "none", "physics": "darcy"}], ids=["surrogate", "pino"])
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_surrogate_and_pino_tasks_train_on_the_gpu(loss):
+    import dataclasses
+
+    from pdesurrogates.data import from_arrays
+    from pdesurrogates.losses import LossConfig
+    from pdesurrogates.train.tasks.surrogate import SurrogateTask
+
+    config = dataclasses.replace(_surrogate_config(epochs=2), loss=LossConfig(**loss))
+    ds = from_arrays(*_darcy_arrays(16, 0), pde="darcy")
+    result = fit(SurrogateTask(config, train_data=ds, test_data={"test": ds}), config, None, device="cuda",
+                 progress=False)
+    assert all(p.device.type == "cuda" for p in result.model.parameters())
+    assert all(torch.isfinite(torch.tensor(row["train_loss"])) for row in result.metrics)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_finetune_and_tensor_tasks_train_on_the_gpu():
+    from pdesurrogates.losses import DarcyLoss
+    from pdesurrogates.models import FNOConfig, build
+    from pdesurrogates.train import finetune_instance, train_pino
+    from pdesurrogates.train.tasks.tensors import relative_l2_loss
+
+    a, u = (torch.from_numpy(v) for v in _darcy_arrays(8, 0))
+    model = build(FNOConfig(width=8, modes=4, n_layers=2)).cuda()
+    history = train_pino(model, a.cuda(), u.cuda(), relative_l2_loss, epochs=2, batch_size=4)
+    assert len(history.loss) == 2 and all(torch.isfinite(torch.tensor(history.loss)))
+    result = finetune_instance(model, a[:1].cuda(), DarcyLoss(), steps=3)
+    assert result.prediction.device.type == "cuda" and len(result.physics) == 4
