@@ -199,7 +199,7 @@ def growth_exponents(rows) -> dict:
 
 
 def check_targets(rows, fits) -> dict:
-    """The issue's targets per learned method and problem: < IC(0) and <= 2x AMG at every size
+    """The targets per learned method and problem: < IC(0) and <= 2x AMG at every size
     (and converged), growth exponent <= half of CG's."""
     out: dict = {}
     for problem, exps in fits.items():

@@ -65,8 +65,7 @@ def test_cg_iterations_within_sqrt_kappa_bound_and_equal_scipy(m):
 
 
 def test_cg_bound_with_residual_rtol_exact_form():
-    """Iterations <= 1/2 sqrt(kappa) ln(2/rtol) + 1 holds for the Poisson spectrum at 32^2
-    (the form used in the project brief)."""
+    """Iterations <= 1/2 sqrt(kappa) ln(2/rtol) + 1 holds for the Poisson spectrum at 32^2."""
     m = 32
     lam = gallery.poisson_eigenvalues(m, 2)
     kappa = lam[-1] / lam[0]

@@ -212,7 +212,7 @@ class TrainerConfig:
     precision : {"none", "bf16", "fp16"}
         Autocast dtype for the forward pass; fp16 uses a gradient scaler.
     stop_after : int
-        Stop this session after this many epochs have been completed in total, without
+        Stop this run after this many epochs have been completed in total, without
         changing the schedule (0 = run to ``epochs``); resume continues the same run. Useful for
         jobs with a time limit.
     checkpoint_every : int
