@@ -78,6 +78,7 @@ def environment(device: str | None = None) -> dict[str, Any]:
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "threads": torch.get_num_threads(),
     }
+    env["git_dirty"] = env["git_sha"].endswith("-dirty")  # uncommitted changes when the run started
     if env["device"] != "cpu":
         env["device_detail"] = torch.cuda.get_device_name(torch.device(device))
     return env
