@@ -32,7 +32,6 @@ run (files ``learned_sor_quick.*``), ``--plot-only`` redraws the PNG from the JS
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import math
 import time
@@ -261,21 +260,6 @@ def plot(payload: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def provenance() -> dict:
-    """:func:`pdesurrogates.bench.report.environment` plus the versions of neuraloperator, pyamg
-    and h5py (``None`` when not installed) and whether the git tree had uncommitted changes."""
-    from pdesurrogates.bench.report import environment
-
-    env = environment("cpu")
-    for name, dist in (("neuralop", "neuraloperator"), ("pyamg", "pyamg"), ("h5py", "h5py")):
-        try:
-            env[name] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            env[name] = None
-    env["git_dirty"] = env["git_sha"].endswith("-dirty")
-    return env
-
-
 def _cached(cache_dir: Path | None, key: str, job) -> dict:
     """Build a cost table, or load it from ``cache_dir`` when the same settings made it before."""
     t = time.perf_counter()
@@ -344,7 +328,7 @@ def run(*, instances: int = FULL["instances"], heat_n: int = FULL["heat_n"],
     config = {"instances": instances, "heat_n": heat_n, "heat_steps": heat_steps, "heat_dt": HEAT_DT,
               "trials": trials, "last": last, "seed": seed, "rtol": RTOL, "maxiter": MAXITER,
               "omegas": OMEGAS.tolist(), "golden_section_rounds": 8, "torch_threads": torch.get_num_threads()}
-    extra = {"environment": provenance(), "settings": settings, "targets": targets,
+    extra = {"settings": settings, "targets": targets,
              "timings_s": {**timings, "total": time.perf_counter() - t0}}
     paths = write_results(
         name, rows, config=config, title="Learned SOR relaxation factor (Khodak et al., ICLR 2024)",
