@@ -39,6 +39,7 @@ What ``M`` returns is checked (``None``, a complex or wrongly shaped result rais
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import torch
@@ -51,6 +52,7 @@ from pdesurrogates.linalg._iteration import (
     user_iterate,
 )
 from pdesurrogates.linalg._krylov_numpy import Breakdown, cg_single, fcg_single
+from pdesurrogates.linalg.adjoint import differentiable_solve
 from pdesurrogates.linalg.operators import System, TorchOperator, prepare_system
 from pdesurrogates.linalg.result import SolveResult
 
@@ -217,7 +219,7 @@ def _single_result(system: System, run, thresh: float, denom: float, info: dict)
 
 # -- CG / PCG ------------------------------------------------------------------------------------
 def cg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None, *,
-       check_every=None) -> SolveResult:
+       check_every=None, adjoint_rtol=None) -> SolveResult:
     """Conjugate gradients (Hestenes & Stiefel 1952), preconditioned when ``M`` is given.
 
     Parameters
@@ -235,6 +237,12 @@ def cg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None, 
         ``callback(x)`` after each iteration (``x`` in ``b``'s layout, a copy).
     check_every : int, optional
         Host synchronisation period of the batched loop (default 1 on CPU, 8 on a GPU).
+    adjoint_rtol : float, optional
+        Tolerance of the adjoint solve ``A^T lambda = dL/dx`` that gives gradients (default
+        ``rtol``). ``x`` is differentiable with respect to a torch ``b`` and to ``A``'s entries
+        (dense/sparse torch values, a ``StencilOperator``'s coefficient) when they require a
+        gradient: implicit differentiation, one adjoint solve with the same solver and ``M``,
+        memory independent of the iterations (:mod:`pdesurrogates.linalg.adjoint`).
 
     Returns
     -------
@@ -254,18 +262,22 @@ def cg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None, 
         non-symmetric ``M`` (use :func:`fcg`); ``M`` returning ``None`` or a wrong shape.
     TypeError
         Complex ``A``, ``b`` or ``M``.
+    RuntimeError
+        On backward, when the forward or the adjoint solve did not converge.
     """
-    return _cg(A, b, x0, rtol=rtol, atol=atol, maxiter=maxiter, M=M, callback=callback,
-               check_every=check_every, name="cg")
+    kwargs = {"rtol": rtol, "atol": atol, "maxiter": maxiter, "M": M, "callback": callback,
+              "check_every": check_every}
+    return differentiable_solve("cg", partial(_cg, name="cg"), A, b, x0, kwargs, adjoint_rtol)
 
 
 def pcg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None, *,
-        check_every=None) -> SolveResult:
+        check_every=None, adjoint_rtol=None) -> SolveResult:
     """Preconditioned conjugate gradients; same as :func:`cg` with ``M`` (a linear, symmetric
     positive definite preconditioner; a nonlinear or non-symmetric one is refused: use
     :func:`fcg`)."""
-    return _cg(A, b, x0, rtol=rtol, atol=atol, maxiter=maxiter, M=M, callback=callback,
-               check_every=check_every, name="pcg")
+    kwargs = {"rtol": rtol, "atol": atol, "maxiter": maxiter, "M": M, "callback": callback,
+              "check_every": check_every}
+    return differentiable_solve("pcg", partial(_cg, name="pcg"), A, b, x0, kwargs, adjoint_rtol)
 
 
 def _cg(A, b, x0, *, rtol, atol, maxiter, M, callback, check_every, name) -> SolveResult:
@@ -347,7 +359,8 @@ def _verified_result(system: System, mon: Monitor, X: torch.Tensor, info: dict) 
 # -- FCG -------------------------------------------------------------------------------------------
 def fcg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None, *,
         m: int = 1, recompute_every: int | None = 50, fallback: bool = True,
-        stagnation: float | str | None = "auto", check_every=None) -> SolveResult:
+        stagnation: float | str | None = "auto", check_every=None,
+        adjoint_rtol=None) -> SolveResult:
     """Flexible conjugate gradients FCG(m) (Notay, SIAM J. Sci. Comput. 22, 2000).
 
     Each iteration takes ``z = M(r)`` (any map, it may change between iterations),
@@ -360,7 +373,8 @@ def fcg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None,
 
     Parameters
     ----------
-    A, b, x0, rtol, atol, maxiter, callback, check_every : as in :func:`cg`.
+    A, b, x0, rtol, atol, maxiter, callback, check_every, adjoint_rtol : as in :func:`cg`
+        (gradients likewise, the adjoint solve being an FCG solve with the same ``M``).
     M : any preconditioner (nonlinear allowed), see the module docstring. ``None``: ``z = r``.
     m : int >= 1
         Number of previous directions to orthogonalise against.
@@ -398,9 +412,10 @@ def fcg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None,
         A non-symmetric ``A``; ``p^T A p <= 0`` at some iteration (``A`` is not SPD), naming the
         iteration; ``M`` returning ``None`` or a wrong shape.
     """
-    return _fcg(A, b, x0, rtol=rtol, atol=atol, maxiter=maxiter, M=M, callback=callback,
-                check_every=check_every, m=m, recompute_every=recompute_every, fallback=fallback,
-                stagnation=stagnation)
+    kwargs = {"rtol": rtol, "atol": atol, "maxiter": maxiter, "M": M, "callback": callback,
+              "check_every": check_every, "m": m, "recompute_every": recompute_every,
+              "fallback": fallback, "stagnation": stagnation}
+    return differentiable_solve("fcg", _fcg, A, b, x0, kwargs, adjoint_rtol)
 
 
 def _fcg(A, b, x0, *, rtol, atol, maxiter, M, callback, check_every, m, recompute_every,
