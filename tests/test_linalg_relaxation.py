@@ -366,7 +366,8 @@ def test_wavefront_kernel_on_gpu_equals_cpu():
 def test_docstring_examples():
     import doctest
 
-    from pdesurrogates.linalg import relaxation
+    from pdesurrogates.linalg import _wavefront, relaxation
 
-    result = doctest.testmod(relaxation, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 0
+    for module in (relaxation, _wavefront):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0 and result.attempted > 0
