@@ -138,3 +138,18 @@ def test_fem_jump_coordinates_and_mesh_agree() -> None:
     assert s.n == 144 and s.mesh is not None
     assert np.array_equal(s.coordinates, s.mesh.points[~s.mesh.boundary])
     assert len(s.coefficient) == len(s.mesh.triangles)
+
+
+def test_elasticity_near_nullspace_is_what_smoothed_aggregation_needs() -> None:
+    import pyamg
+
+    e = hard_system("elasticity", 32)
+    b = np.random.default_rng(0).random(e.n)
+    iterations = {}
+    for label, B in (("constants", None), ("rigid", e.near_nullspace)):
+        residuals: list[float] = []
+        x = pyamg.smoothed_aggregation_solver(e.A, B=B).solve(b, tol=1e-8, accel="cg",
+                                                              residuals=residuals, maxiter=500)
+        assert np.linalg.norm(b - e.A @ x) <= 1e-7 * np.linalg.norm(b)
+        iterations[label] = len(residuals)
+    assert iterations["rigid"] * 2 < iterations["constants"], iterations
