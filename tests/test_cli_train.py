@@ -80,6 +80,50 @@ def test_train_user_errors_exit_2(files, run_dir, capsys, tmp_path):
     assert "--config FILE" in capsys.readouterr().err
 
 
+def test_resume_from_a_truncated_or_foreign_training_state_is_a_sentence(files, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(files["config"]), "--out", str(run), "--set", "train.epochs=2",
+                 "--set", "train.stop_after=1", "--device", "cpu", "--no-progress"]) == 0
+    state = run / "checkpoints" / "last" / "training_state.pt"
+    good = state.read_bytes()
+    for bad in (good[: len(good) // 2], b"not a torch file"):
+        state.write_bytes(bad)
+        assert main(["train", "--resume", str(run), "--device", "cpu", "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert "cannot read" in err and str(state) in err and "Traceback" not in err
+    torch.save({"weights": torch.zeros(2)}, state)  # a torch file, but not a training state
+    assert main(["train", "--resume", str(run), "--device", "cpu", "--no-progress"]) == 2
+    assert "is not a training state" in capsys.readouterr().err
+    shutil.rmtree(run / "checkpoints")
+    assert main(["train", "--resume", str(run), "--device", "cpu", "--no-progress"]) == 2
+    assert "training_state.pt" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_data_that_does_not_fit_the_checkpoint(files, run_dir, tmp_path, capsys):
+    import numpy as np
+
+    from pdesurrogates.data import write_arrays
+
+    x = np.random.default_rng(0).random((3, 1, 17, 17)).astype(np.float32)
+    cases = {
+        "channels.h5": (np.concatenate([x, x], 1), x[:, :1], "inputs have 2 channels"),
+        "outputs.h5": (x, np.concatenate([x, x, x], 1), "outputs are (3, 17, 17)"),
+        "rank.h5": (x[:, :, :, 0], x[:, :, :, 0], "1 spatial axes"),
+    }
+    for name, (a, u, message) in cases.items():
+        path = write_arrays(tmp_path / name, a, u, pde="darcy")
+        assert main(["evaluate", "--checkpoint", str(run_dir), "--data", str(path), "--n-plot", "0",
+                     "--out", str(tmp_path / "eval")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and str(path) in err and str(run_dir) in err, err
+    for n in ("0", "-1", "99"):
+        assert main(["evaluate", "--checkpoint", str(run_dir), "--data", str(files["test"]), "--n", n,
+                     "--out", str(tmp_path / "eval")]) == 2
+        assert "--n" in capsys.readouterr().err
+
+
 def test_evaluate_reports_each_resolution_and_plots(files, run_dir, tmp_path, capsys):
     from pdesurrogates.data import open_dataset
     from pdesurrogates.losses import relative_lp

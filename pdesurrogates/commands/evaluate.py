@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--resolution", type=int, nargs="+", help="points per side, e.g. 33 65")
     group.add_argument("--stride", type=int, nargs="+", help="spatial strides, e.g. 2 1")
-    parser.add_argument("--n", type=int, default=0, help="use the first N samples (default all)")
+    parser.add_argument("--n", type=int, default=None, help="use the first N samples (default all)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--n-plot", type=int, default=3, help="samples drawn in each PNG (0: no plot)")
     parser.add_argument("--out", type=Path, help="output folder (default: <run>/eval)")
@@ -45,7 +45,7 @@ def default_out(checkpoint: Path) -> Path:
     return checkpoint / "eval"
 
 
-def evaluate_checkpoint(checkpoint: Path, data: Path, *, resolutions=None, strides=None, n: int = 0,
+def evaluate_checkpoint(checkpoint: Path, data: Path, *, resolutions=None, strides=None, n: int | None = None,
                         batch_size: int = 32, n_plot: int = 3, out: Path | None = None,
                         device: str | None = None, overwrite: bool = False) -> dict:
     """Evaluate ``checkpoint`` on ``data`` at several resolutions; write JSON and PNGs.
@@ -74,17 +74,18 @@ def evaluate_checkpoint(checkpoint: Path, data: Path, *, resolutions=None, strid
     report = out / f"eval_{Path(data).stem}.json"
     if report.exists() and not overwrite:
         raise FileExistsError(f"{report} exists; pass --overwrite to replace it or choose another --out")
-    if n < 0 or batch_size < 1 or n_plot < 0:
-        raise UserInputError(f"need --n >= 0, --batch-size >= 1, --n-plot >= 0; got {n}, {batch_size}, {n_plot}")
+    if (n is not None and n < 1) or batch_size < 1 or n_plot < 0:
+        raise UserInputError(f"need --n >= 1 (leave it out for all samples), --batch-size >= 1, --n-plot >= 0; "
+                             f"got {n}, {batch_size}, {n_plot}")
     full = open_dataset(data)
     spatial = full.meta["spatial_shape"]
     if len(full) == 0:
         raise UserInputError(f"{data}: no samples")
-    x0, _ = full[0]
+    if n is not None and n > len(full):
+        raise UserInputError(f"--n {n}: {data} holds {len(full)} samples")
+    x0, y0 = full[0]
     full.close()
-    if x0.shape[0] != getattr(ckpt.config, "in_channels", x0.shape[0]):
-        raise UserInputError(f"{data}: inputs have {x0.shape[0]} channels, the checkpoint's model expects "
-                         f"{ckpt.config.in_channels}")
+    check_layout(data, checkpoint, ckpt, x0, y0, predictor.ndim, predictor.output_lead)
     if resolutions:
         strides = [stride_for_resolution(spatial, r, str(data)) for r in resolutions]
     elif not strides:
@@ -93,7 +94,7 @@ def evaluate_checkpoint(checkpoint: Path, data: Path, *, resolutions=None, strid
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for s in strides:
-        ds = open_dataset(data, stride=s, indices=range(n) if n else None, in_memory=True)
+        ds = open_dataset(data, stride=s, indices=range(n) if n is not None else None, in_memory=True)
         res = evaluate_dataset(predictor, ds, batch_size=batch_size, device=dev, periodic=is_periodic(ds.meta))
         res["stride"] = s
         if n_plot:
@@ -109,6 +110,21 @@ def evaluate_checkpoint(checkpoint: Path, data: Path, *, resolutions=None, strid
     report.write_text(json.dumps(summary, indent=2) + "\n")
     summary["json"] = str(report)
     return summary
+
+
+def check_layout(data: Path, checkpoint: Path, ckpt, x0, y0, ndim: int, output_lead: tuple[int, ...]) -> None:
+    """Refuse data whose spatial rank, input channels or output layout differ from the checkpoint's."""
+    in_channels = getattr(ckpt.config, "in_channels", x0.shape[0])
+    where = f"{data} does not fit the checkpoint {checkpoint}"
+    if x0.ndim - 1 != ndim:
+        raise UserInputError(f"{where}: samples have {x0.ndim - 1} spatial axes (input {tuple(x0.shape)}), the "
+                             f"model was trained on {ndim}")
+    if x0.shape[0] != in_channels:
+        raise UserInputError(f"{where}: inputs have {x0.shape[0]} channels, the model expects {in_channels}")
+    lead = tuple(y0.shape[: y0.ndim - ndim])
+    if lead != tuple(output_lead):
+        raise UserInputError(f"{where}: outputs are {tuple(y0.shape)} (channels/time {lead}), the model predicts "
+                             f"{tuple(output_lead)} per grid point")
 
 
 def run(args: argparse.Namespace) -> int:
