@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pdesurrogates.errors import UserInputError
+
 PRESET_DIR = Path(__file__).resolve().parents[2] / "datasets" / "presets"
 PRESET_KEYS = {"pde", "n", "seed", "out", "resolution", "batch_size", "workers", "description", "params"}
 DEFAULT_BATCH = {"navier-stokes": 32}
@@ -72,7 +74,7 @@ def _load_toml(path: Path) -> dict[str, Any]:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"preset {path}: invalid TOML: {exc}") from None
+        raise UserInputError(f"preset {path}: invalid TOML: {exc}") from None
 
 
 def available_presets() -> list[str]:
@@ -90,13 +92,13 @@ def load_preset(name: str) -> dict[str, Any]:
     preset = _load_toml(path)
     unknown = sorted(set(preset) - PRESET_KEYS)
     if unknown:
-        raise ValueError(f"preset {path}: unknown key(s) {', '.join(unknown)}; valid: "
+        raise UserInputError(f"preset {path}: unknown key(s) {', '.join(unknown)}; valid: "
                          f"{', '.join(sorted(PRESET_KEYS))}")
     for key in ("pde", "n"):
         if key not in preset:
-            raise ValueError(f"preset {path}: missing key {key!r}")
+            raise UserInputError(f"preset {path}: missing key {key!r}")
     if not isinstance(preset.get("params", {}), dict):
-        raise ValueError(f"preset {path}: [params] must be a table")  # noqa: TRY004 (user input)
+        raise UserInputError(f"preset {path}: [params] must be a table")
     return preset
 
 
@@ -105,7 +107,7 @@ def _parse_params(items: list[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--param expects KEY=VALUE, got {item!r}")
+            raise UserInputError(f"--param expects KEY=VALUE, got {item!r}")
         params[key.strip()] = value.strip()
     return params
 
@@ -116,12 +118,12 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
     if args.preset is not None:
         preset = load_preset(args.preset)
         if args.pde is not None and args.pde != preset["pde"]:
-            raise ValueError(f"PDE {args.pde!r} conflicts with preset {args.preset!r} (pde = "
+            raise UserInputError(f"PDE {args.pde!r} conflicts with preset {args.preset!r} (pde = "
                              f"{preset['pde']!r}); give one or the other")
         job.update({k: v for k, v in preset.items() if k != "params"})
         job["params"] = dict(preset.get("params", {}))
     elif args.pde is None:
-        raise ValueError("give a PDE (darcy, poisson, burgers, navier-stokes, heat) or --preset NAME")
+        raise UserInputError("give a PDE (darcy, poisson, burgers, navier-stokes, heat) or --preset NAME")
     else:
         job["pde"] = args.pde
     for key in ("n", "seed", "out", "resolution", "batch_size", "workers"):
@@ -131,19 +133,19 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
     job["params"].update(_parse_params(args.param))
     if "resolution" in job:
         if "resolution" in job["params"]:
-            raise ValueError("give the resolution once: --resolution or --param resolution=...")
+            raise UserInputError("give the resolution once: --resolution or --param resolution=...")
         job["params"]["resolution"] = job.pop("resolution")
     if job.get("n") is None:
-        raise ValueError("--n (number of samples) is required without a preset")
+        raise UserInputError("--n (number of samples) is required without a preset")
     if job.get("out") is None:
-        raise ValueError("--out FILE is required without a preset")
+        raise UserInputError("--out FILE is required without a preset")
     if int(job["n"]) < 1:
-        raise ValueError(f"--n must be >= 1, got {job['n']}")
+        raise UserInputError(f"--n must be >= 1, got {job['n']}")
     job.setdefault("seed", 0)
     job.setdefault("workers", 1)
     job.setdefault("batch_size", DEFAULT_BATCH.get(job["pde"], 8))
     if int(job["seed"]) < 0:
-        raise ValueError(f"--seed must be >= 0, got {job['seed']}")
+        raise UserInputError(f"--seed must be >= 0, got {job['seed']}")
     return job
 
 
@@ -199,7 +201,7 @@ def check_memory(problem: Any, batch_size: int, n: int, available: int | None = 
     if available is None or needed <= available:
         return
     file_bytes = n * (math.prod(problem.input_shape) + math.prod(problem.output_shape)) * 4
-    raise ValueError(
+    raise UserInputError(
         f"{problem.name} at resolution {getattr(problem, 'resolution', '?')}: one batch of "
         f"{batch_size} sample(s) needs at least {_bytes(needed)} ({needed} bytes: inputs "
         f"{tuple(problem.input_shape)} + outputs {tuple(problem.output_shape)} in float32 per "
@@ -228,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         dev = resolve_device(args.device)
     except ValueError as exc:
-        raise ValueError(f"--device: {exc}") from None
+        raise UserInputError(f"--device: {exc}") from None
     params = dict(job["params"])
     if dev.type != "cpu":  # the generator's device path (e.g. Darcy's batched CG) unless chosen
         for key, value in getattr(PROBLEMS.get(job["pde"]), "accelerator_params", {}).items():
@@ -237,12 +239,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         problem.check_device(dev)
     except ValueError as exc:
-        raise ValueError(f"--device: {exc}") from None
+        raise UserInputError(f"--device: {exc}") from None
     device = str(dev)
     if dev.type != "cpu" and int(job["workers"]) > 1:
-        raise ValueError("--workers > 1 runs CPU processes; on a GPU use --batch-size instead")
+        raise UserInputError("--workers > 1 runs CPU processes; on a GPU use --batch-size instead")
     if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+        raise UserInputError(f"--threads must be >= 0, got {args.threads}")
     # extra threads on a busy machine cost far more than they give (small FFTs, sparse solves)
     threads_before = torch.get_num_threads()
     out = Path(job["out"])

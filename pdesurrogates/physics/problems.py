@@ -35,6 +35,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 import torch
 
+from pdesurrogates.errors import UserInputError
 from pdesurrogates.physics import burgers as _burgers
 from pdesurrogates.physics import darcy as _darcy
 from pdesurrogates.physics import navier_stokes as _ns
@@ -50,13 +51,13 @@ from pdesurrogates.physics.random import (
 
 def _require(condition: bool, problem: str, message: str) -> None:
     if not condition:
-        raise ValueError(f"{problem}: {message}")
+        raise UserInputError(f"{problem}: {message}")
 
 
 def _indices(indices) -> list[int]:
     idx = [int(i) for i in np.asarray(indices, dtype=np.int64).reshape(-1)]
     if any(i < 0 for i in idx):
-        raise ValueError(f"sample indices must be >= 0, got {idx}")
+        raise UserInputError(f"sample indices must be >= 0, got {idx}")
     return idx
 
 
@@ -65,9 +66,9 @@ def resolve_device(device=None) -> torch.device:
 
     Raises
     ------
-    ValueError
-        Naming the device when it is not a torch device, when CUDA (or MPS) is not available,
-        or when the CUDA index is out of range.
+    UserInputError
+        (a ``ValueError``) naming the device when it is not a torch device, when CUDA (or MPS)
+        is not available, or when the CUDA index is out of range.
 
     >>> resolve_device("cpu")
     device(type='cpu')
@@ -75,20 +76,20 @@ def resolve_device(device=None) -> torch.device:
     try:
         dev = torch.device("cpu" if device is None else device)
     except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"device {device!r} is not a torch device (use cpu or cuda[:k])") from None
+        raise UserInputError(f"device {device!r} is not a torch device (use cpu or cuda[:k])") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {str(dev)!r}: CUDA is not available on this machine (torch "
+            raise UserInputError(f"device {str(dev)!r}: CUDA is not available on this machine (torch "
                              f"{torch.__version__}, {torch.cuda.device_count()} CUDA devices); "
                              "use device 'cpu'")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {str(dev)!r}: only {torch.cuda.device_count()} CUDA device(s) "
+            raise UserInputError(f"device {str(dev)!r}: only {torch.cuda.device_count()} CUDA device(s) "
                              f"here (indices 0-{torch.cuda.device_count() - 1})")
     elif dev.type == "mps":
         if not torch.backends.mps.is_available():
-            raise ValueError(f"device {str(dev)!r}: MPS is not available on this machine")
+            raise UserInputError(f"device {str(dev)!r}: MPS is not available on this machine")
     elif dev.type != "cpu":
-        raise ValueError(f"device {str(dev)!r} is not supported by the generators (use cpu or cuda[:k])")
+        raise UserInputError(f"device {str(dev)!r} is not supported by the generators (use cpu or cuda[:k])")
     return dev
 
 
@@ -116,7 +117,7 @@ class _ProblemBase:
         """The ``torch.device`` :meth:`generate` runs on; refuses one it cannot use, naming it."""
         dev = resolve_device(device)
         if dev.type != "cpu" and not self._runs_on_accelerator():
-            raise ValueError(f"{self.name}: {self._cpu_only_reason()}; device {str(dev)!r} cannot be "
+            raise UserInputError(f"{self.name}: {self._cpu_only_reason()}; device {str(dev)!r} cannot be "
                              "used, run it with device 'cpu'")
         return dev
 
@@ -594,7 +595,7 @@ def _coerce(problem: str, key: str, annotation: str, value: Any) -> Any:
     if value is None or (isinstance(value, str) and value.lower() == "none"):
         if "None" in kinds:
             return None
-        raise ValueError(f"{problem}: parameter {key!r} may not be None")
+        raise UserInputError(f"{problem}: parameter {key!r} may not be None")
     for kind in kinds:
         if kind == "None":
             continue
@@ -615,7 +616,7 @@ def _coerce(problem: str, key: str, annotation: str, value: Any) -> Any:
                 return str(value)
         except (TypeError, ValueError):
             continue
-    raise ValueError(f"{problem}: parameter {key!r} expects {annotation}, got {value!r}")
+    raise UserInputError(f"{problem}: parameter {key!r} expects {annotation}, got {value!r}")
 
 
 def get_problem(name: str, **params: Any):
@@ -623,16 +624,16 @@ def get_problem(name: str, **params: Any):
 
     Raises
     ------
-    ValueError
-        Unknown problem or parameter (listing the valid ones), a value of the wrong type, or a
-        non-physical / unstable setting (with the reason).
+    UserInputError
+        (a ``ValueError``) unknown problem or parameter (listing the valid ones), a value of the
+        wrong type, or a non-physical / unstable setting (with the reason).
     """
     if name not in PROBLEMS:
-        raise ValueError(f"unknown PDE {name!r}; valid: {', '.join(PROBLEMS)}")
+        raise UserInputError(f"unknown PDE {name!r}; valid: {', '.join(PROBLEMS)}")
     cls = PROBLEMS[name]
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(params) - set(fields))
     if unknown:
-        raise ValueError(f"{name}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(fields)}")
+        raise UserInputError(f"{name}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(fields)}")
     values = {k: _coerce(name, k, fields[k].type, v) for k, v in params.items()}
     return cls(**values)
