@@ -228,14 +228,9 @@ def test_registry_mgno_trained_for_seconds_is_a_working_fcg_preconditioner():
 
 
 def test_benchmark_script_smoke_writes_results_and_checks_targets(tmp_path):
-    import importlib.util
+    from pdesurrogates.bench import learned_preconditioner
 
-    from pdesurrogates.bench.report import REPO
-
-    spec = importlib.util.spec_from_file_location("_bench_lp", REPO / "benchmarks" / "learned_preconditioner.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out = module.run("smoke", seed=0, out_dir=tmp_path)
+    out = learned_preconditioner.run("smoke", seed=0, out_dir=tmp_path)
     assert {p.suffix for p in tmp_path.iterdir()} >= {".json", ".md", ".png"}
     rows = {(r["problem"], r["n"], r["method"]): r for r in out["rows"]}
     # the untrained network is classical multigrid: grid-independent and far below CG

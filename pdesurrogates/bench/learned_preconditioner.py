@@ -23,7 +23,9 @@ the networks is reported once in the notes, not per solve.
     python benchmarks/learned_preconditioner.py                # the committed 'small' run
     python benchmarks/learned_preconditioner.py --size smoke   # seconds, used by the tests
 
-Writes benchmarks/results/<device>/learned_preconditioner.{json,md,png} (``--out DIR`` elsewhere).
+Writes benchmarks/results/<device>/learned_preconditioner.{json,md,png} (``--out DIR`` elsewhere;
+existing results are replaced only with ``--overwrite``). ``pdesurrogates bench linear-solvers`` runs it
+too.
 """
 
 from __future__ import annotations
@@ -264,7 +266,7 @@ def _plot(rows, path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
     parser.add_argument("--seed", type=int, default=2, help="training and right-hand-side seed")
@@ -273,15 +275,17 @@ def main(argv: list[str] | None = None) -> dict:
                         "learned_preconditioner_<size> for sizes other than small)")
     parser.add_argument("--replot", type=Path, default=None, metavar="JSON",
                         help="only redraw the PNG next to an existing results JSON")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing results")
     args = parser.parse_args(argv)
     if args.replot is not None:
         _plot(json.loads(args.replot.read_text())["rows"], args.replot.with_suffix(".png"))
-        return {"paths": {"png": args.replot.with_suffix(".png")}}
+        return 0
     name = args.name or ("learned_preconditioner" if args.size == "small" else f"learned_preconditioner_{args.size}")
+    from pdesurrogates.bench.report import RESULTS, device_name
+
+    target = (args.out or RESULTS / device_name(None)) / f"{name}.json"
+    if target.exists() and not args.overwrite:
+        raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
     out = run(args.size, args.seed, args.out, name)
     print(Path(out["paths"]["md"]).read_text())
-    return out
-
-
-if __name__ == "__main__":
-    main()
+    return 0
