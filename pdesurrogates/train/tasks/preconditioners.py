@@ -69,6 +69,7 @@ from pdesurrogates.train.config import (
     OptimizerConfig,
     ScheduleConfig,
     TrainerConfig,
+    TrainSettings,
     check_keys,
     dataclass_from_dict,
     parse_settings,
@@ -158,8 +159,7 @@ class PreconditionerTrainConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        for section in (self.optimizer, self.schedule, self.train, self.eval):
-            section.validate()
+        TrainSettings.validate(self)
         self.problem.validate(f"config [problem] of task {self.task!r}")
 
 
@@ -201,6 +201,7 @@ class _SampledTask(Task):
     """A task whose batches are drawn at random per step (see the module docstring)."""
 
     problem_class: ClassVar[type] = DiffusionProblem
+    network_config: ClassVar[type] = MultigridPreconditionerConfig
     defaults: ClassVar[dict[str, dict]] = {}
 
     def __init__(self, config: PreconditionerTrainConfig) -> None:
@@ -212,8 +213,14 @@ class _SampledTask(Task):
 
     # ---- configs
     @classmethod
-    def parse_model(cls, raw: Mapping[str, Any], problem: Any, where: str) -> Any:
-        raise NotImplementedError
+    def parse_model(cls, raw: dict[str, Any], problem: Any, where: str) -> Any:
+        """The ``[model]`` table as ``network_config`` (``ndim`` from the problem unless given)."""
+        raw.pop("name", None)
+        raw.setdefault("ndim", problem.ndim)
+        try:
+            return dataclass_from_dict(cls.network_config, raw, where)
+        except TypeError as exc:
+            raise UserInputError(f"{where}: {exc}") from exc
 
     @classmethod
     def parse_config(cls, raw: Mapping[str, Any], where: str = "config",
@@ -306,15 +313,6 @@ class NeuralMultigridTask(_SampledTask):
         "eval": {},
     }
 
-    @classmethod
-    def parse_model(cls, raw, problem, where):
-        raw.pop("name", None)
-        raw.setdefault("ndim", problem.ndim)
-        try:
-            return dataclass_from_dict(MultigridPreconditionerConfig, raw, where)
-        except TypeError as exc:
-            raise UserInputError(f"{where}: {exc}") from exc
-
     def setup(self, run: RunContext) -> None:
         super().setup(run)
         self.pool = self.coefficient_pool()
@@ -339,21 +337,13 @@ class DCDMTask(_SampledTask):
 
     name = "dcdm"
     problem_class = RitzProblem
+    network_config = DCDMConfig
     defaults: ClassVar[dict[str, dict]] = {
         "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0},
         "schedule": {"name": "cosine", "warmup_epochs": 2.0, "min_lr": 5e-5},
         "train": {"epochs": 6, "steps_per_epoch": 50, "batch_size": 16, "grad_clip": 1.0},
         "eval": {},
     }
-
-    @classmethod
-    def parse_model(cls, raw, problem, where):
-        raw.pop("name", None)
-        raw.setdefault("ndim", problem.ndim)
-        try:
-            return dataclass_from_dict(DCDMConfig, raw, where)
-        except TypeError as exc:
-            raise UserInputError(f"{where}: {exc}") from exc
 
     def setup(self, run: RunContext) -> None:
         super().setup(run)
