@@ -66,9 +66,14 @@ def test_preconditioner_run_interrupted_by_sigint_resumes_bit_identically(name, 
         if event == "step" and info["step"] == 6:
             signal.raise_signal(signal.SIGINT)
 
-    with pytest.raises(KeyboardInterrupt):
-        fit(task_from_config(config), config, tmp_path / "split", device="cpu", progress=False,
-            callback=sigint_at_step_6)
+    # Python's own SIGINT handler (a shell that starts the tests in the background ignores SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fit(task_from_config(config), config, tmp_path / "split", device="cpu", progress=False,
+                callback=sigint_at_step_6)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     state = torch.load(tmp_path / "split" / "checkpoints" / "last" / "training_state.pt", weights_only=True)
     assert (state["epoch"], state["step"]) == (1, 6)
     fit(task_from_config(config), config, None, resume=tmp_path / "split", device="cpu", progress=False)
