@@ -130,6 +130,24 @@ def test_gradient_wrt_darcy_coefficient_matches_dense_solve(ndim):
         assert _rel(a.grad, a_ref.grad) <= TOL, name
 
 
+def test_gradient_wrt_a_batch_of_coefficients():
+    """One coefficient per system (``a: (B, *grid.shape)``), a batched f: each coefficient's
+    gradient equals that of its own dense direct solve."""
+    grid = Grid((10, 12))
+    g = torch.Generator().manual_seed(7)
+    a0 = torch.exp(torch.randn(3, *grid.shape, generator=g, dtype=torch.float64))
+    f = torch.randn(3, 80, generator=g, dtype=torch.float64)
+    for solver in (cg, fcg):
+        a = a0.clone().requires_grad_()
+        u = solver(StencilOperator(a, grid), f, rtol=RTOL).x
+        (u ** 3).sum().backward()
+        for i in range(3):
+            ai = a0[i].clone().requires_grad_()
+            ui = torch.linalg.solve(_dense_stencil(ai, grid), f[i])
+            (ui ** 3).sum().backward()
+            assert _rel(a.grad[i], ai.grad) <= TOL
+
+
 def test_gradcheck_and_double_backward_on_small_systems():
     """float64 gradcheck (A symmetric by construction: the solvers refuse a non-symmetric one)
     and gradgradcheck: the adjoint solve is itself differentiated."""

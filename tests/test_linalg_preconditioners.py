@@ -143,3 +143,26 @@ def test_classical_pcg_iterations_on_poisson_64_match_reference_table():
     assert abs(its["cg"] - 168) <= 10
     assert abs(its["ic0"] - 51) <= 5
     assert 4 <= its["amg"] <= 8
+
+
+def test_numpy_kernels_equal_apply_and_are_used_only_when_they_match():
+    """Jacobi and AMG have a one-vector numpy kernel for the CPU fast path; it is the same map
+    as apply(), and a subclass that changes _apply does not inherit it."""
+    from pdesurrogates.linalg._dispatch import resolve_preconditioner
+
+    A = _variable(7, seed=8)
+    r = np.random.default_rng(9).standard_normal(49)
+    for M in (JacobiPreconditioner(A), AMGPreconditioner(A)):
+        np.testing.assert_allclose(M._apply_numpy(r), M.apply(r), rtol=1e-14, atol=1e-300)
+        z32 = M._apply_numpy(r.astype(np.float32))
+        assert z32.dtype == np.float32
+        np.testing.assert_allclose(z32, M.apply(r), rtol=0, atol=1e-6 * np.abs(M.apply(r)).max())
+        assert resolve_preconditioner(M, 49).convention == "torch+numpy"
+
+    class Scaled(JacobiPreconditioner):
+        def _apply(self, R):
+            return 2.0 * super()._apply(R)
+
+    P = resolve_preconditioner(Scaled(A), 49)
+    assert P.convention == "torch"
+    np.testing.assert_allclose(P.single(r), 2.0 * r / A.diagonal(), rtol=1e-14)

@@ -45,7 +45,8 @@ class ResolvedPreconditioner:
     ----------
     identity, linear, symmetric : bool
     convention : str
-        ``"identity"``, ``"torch"`` (batched tensors) or ``"numpy"`` (SciPy's 1-D vectors).
+        ``"identity"``, ``"torch"`` (batched tensors), ``"torch+numpy"`` (a ``Preconditioner``
+        with a ``_apply_numpy`` kernel for one vector) or ``"numpy"`` (SciPy's 1-D vectors).
     """
 
     def __init__(self, M, n: int, numpy_convention: bool) -> None:
@@ -67,6 +68,9 @@ class ResolvedPreconditioner:
                 raise ValueError(f"M acts on vectors of size {size}, but A is {n} x {n}")
             self.convention = "torch"
             self._torch_fn = M.apply
+            if _numpy_kernel(M):  # a numpy kernel for one vector
+                self.convention = "torch+numpy"
+                self._numpy_fn = M._apply_numpy
             return
         if isinstance(M, torch.Tensor):
             _refuse_complex(M, "the preconditioner matrix", "M")
@@ -114,7 +118,7 @@ class ResolvedPreconditioner:
         """``Z = M R`` for ``R: (B, n)`` torch; returns ``(B, n)`` on ``R``'s device and dtype."""
         if self.identity:
             return R
-        if self.convention == "torch":
+        if self.convention in ("torch", "torch+numpy"):
             Z = _checked_output(self._torch_fn(R), tuple(R.shape), self.what)
             if isinstance(Z, np.ndarray):
                 Z = torch.from_numpy(np.ascontiguousarray(Z))
@@ -138,6 +142,9 @@ class ResolvedPreconditioner:
         """
         if self.identity:
             return r
+        if self.convention == "torch+numpy":
+            z = _checked_output(self._numpy_fn(r), r.shape, self.what)
+            return z if z.dtype == r.dtype else z.astype(r.dtype)
         if self.convention == "torch":
             Z = self.batched(torch.from_numpy(r).unsqueeze(0))
             return Z[0].numpy()
@@ -146,6 +153,19 @@ class ResolvedPreconditioner:
         if isinstance(z, torch.Tensor):
             z = z.detach().cpu().numpy()
         return z if z.dtype == r.dtype else z.astype(r.dtype)
+
+
+def _defined_in(cls: type, name: str) -> type | None:
+    return next((c for c in cls.__mro__ if name in vars(c)), None)
+
+
+def _numpy_kernel(M) -> bool:
+    """Whether ``M._apply_numpy`` is the same map as ``M.apply``: defined by the class that
+    defines ``_apply``, and ``apply`` not overridden below it."""
+    cls = type(M)
+    home = _defined_in(cls, "_apply_numpy")
+    return (home is not None and callable(getattr(M, "_apply_numpy", None))
+            and _defined_in(cls, "_apply") is home and _defined_in(cls, "apply") in home.__mro__)
 
 
 def resolve_preconditioner(M, n: int, numpy_convention: bool = True) -> ResolvedPreconditioner:

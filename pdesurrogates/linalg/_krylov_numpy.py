@@ -84,8 +84,8 @@ def cg_single(matvec, prec, b: np.ndarray, x: np.ndarray, thresh: float, maxiter
         run.rnorms.append(rnorm)
         if callback is not None:
             callback(x)
-        if not _active(rnorm, thresh):
-            break
+        if not _active(rnorm, thresh) or k + 1 == maxiter:
+            break  # no preconditioner application for a step that will not be taken
         z = prec(r)
         rz_new = float(np.dot(r, z))
         if not rz_new > 0:
@@ -96,18 +96,23 @@ def cg_single(matvec, prec, b: np.ndarray, x: np.ndarray, thresh: float, maxiter
     return run
 
 
-def _direction(z: np.ndarray, history, axpy) -> np.ndarray:
-    """``z`` A-orthogonalised against ``(p_j, A p_j, p_j^T A p_j)`` (modified Gram–Schmidt), in a
-    fresh array (``z`` may alias ``r`` or ``M``'s buffers; the result is kept in the history)."""
-    p = None
+def _direction(z: np.ndarray, history, axpy, spare: list) -> np.ndarray:
+    """``z`` A-orthogonalised against ``(p_j, A p_j, p_j^T A p_j)`` (modified Gram–Schmidt), in an
+    array of its own (``z`` may alias ``r`` or ``M``'s buffers; the result joins the history):
+    a direction dropped from the history earlier (``spare``) or a new one."""
+    out = spare.pop() if spare else np.empty_like(z)
+    first = True
     for pj, apj, pApj in history:
-        coef = float(np.dot(z if p is None else p, apj)) / pApj if pApj > 0 else 0.0
-        if p is None:
-            p = np.multiply(pj, -coef)
-            p += z
+        coef = float(np.dot(z if first else out, apj)) / pApj if pApj > 0 else 0.0
+        if first:
+            np.multiply(pj, -coef, out=out)
+            out += z
+            first = False
         else:
-            axpy(pj, p, a=-coef)
-    return np.array(z, copy=True) if p is None else p
+            axpy(pj, out, a=-coef)
+    if first:
+        np.copyto(out, z)
+    return out
 
 
 def fcg_single(matvec, prec, b: np.ndarray, x: np.ndarray, thresh: float, maxiter: int, *,
@@ -123,6 +128,7 @@ def fcg_single(matvec, prec, b: np.ndarray, x: np.ndarray, thresh: float, maxite
     rnorm = _norm(r)
     run.rnorms.append(rnorm)
     history: list = []
+    spare: list = []  # directions dropped from the history, reused as buffers
     stalled = False
 
     def jacobi(r):
@@ -137,15 +143,17 @@ def fcg_single(matvec, prec, b: np.ndarray, x: np.ndarray, thresh: float, maxite
         else:
             z = prec(r)
         # NaN/Inf anywhere in z makes p^T r non-finite (no separate pass over z)
-        p = _direction(z, history, axpy)
+        p = _direction(z, history, axpy, spare)
         pr = float(np.dot(p, r))
         if not (pr > 0 and math.isfinite(pr)):
             if not fallback:
                 raise Breakdown("direction", k + 1, pr)
             run.fallbacks += 1
+            spare.append(p)
             j = jacobi(r)
-            p = _direction(j, history, axpy)
+            p = _direction(j, history, axpy, spare)
             if not float(np.dot(p, r)) > 0:
+                spare.append(p)
                 p = j
             pr = float(np.dot(p, r))
         q = matvec(p)
@@ -170,5 +178,5 @@ def fcg_single(matvec, prec, b: np.ndarray, x: np.ndarray, thresh: float, maxite
             break
         history.append((p, q, pAp))
         if len(history) > m:
-            history.pop(0)
+            spare.append(history.pop(0)[0])
     return run

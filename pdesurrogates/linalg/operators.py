@@ -105,7 +105,8 @@ def to_torch_csr(A, dtype: torch.dtype = torch.float64, device=None) -> torch.Te
 
 def _scipy_to_torch_csr(A: sp.csr_matrix, dtype, device) -> torch.Tensor:
     A = sp.csr_matrix(A)
-    A.sort_indices()
+    if not A.has_sorted_indices:
+        A = A.sorted_indices()  # a copy: the caller's matrix is left as it is
     return torch.sparse_csr_tensor(
         torch.from_numpy(A.indptr.astype(np.int64)),
         torch.from_numpy(A.indices.astype(np.int64)),
@@ -313,7 +314,7 @@ class TorchOperator:
         self.dtype = dtype
         self.stencil = None
         self.batch = None
-        self.matrix = None
+        self._matrix = None
         self.linop = None
         self.function = None
         self._host = None
@@ -331,6 +332,11 @@ class TorchOperator:
             return
         if _is_matrix_free(A):
             self._init_matrix_free(A, device, n, numpy_convention)
+            return
+        on_host = (device is None or torch.device(device).type == "cpu") and dtype in (
+            torch.float32, torch.float64)
+        if _is_scipy_sparse(A) and on_host:
+            self._init_scipy_host(A, dtype)
             return
         if isinstance(A, np.ndarray) or _is_scipy_sparse(A):
             if _is_scipy_sparse(A):
@@ -371,6 +377,32 @@ class TorchOperator:
                 (A.values().numpy(), A.col_indices().numpy(), A.crow_indices().numpy()),
                 shape=(self.n, self.n),
             )
+
+    def _init_scipy_host(self, A, dtype) -> None:
+        """A SciPy matrix for a CPU solve: its own CSR arrays serve the mat-vecs (no copy, int32
+        indices as SciPy keeps them); the torch CSR tensor is made only if asked for."""
+        _check_square(A.shape)
+        self.kind = "csr"
+        self.device = torch.device("cpu")
+        host = A.tocsr() if A.format != "csr" else A
+        want = np.float64 if dtype == torch.float64 else np.float32
+        if host.dtype != want:
+            host = host.astype(want)
+        self._host = sp.csr_matrix(host) if not isinstance(host, sp.csr_matrix) else host
+        self.n = int(A.shape[0])
+        if not np.isfinite(self._host.data).all():
+            raise ValueError("A contains NaN or Inf entries")
+
+    @property
+    def matrix(self):
+        """The torch form of ``A`` (CSR, dense or a batch), made on first use for SciPy input."""
+        if self._matrix is None and self.kind == "csr" and self._host is not None:
+            self._matrix = _scipy_to_torch_csr(self._host, self.dtype, self.device)
+        return self._matrix
+
+    @matrix.setter
+    def matrix(self, value) -> None:
+        self._matrix = value
 
     def _init_matrix_free(self, A, device, n, numpy_convention) -> None:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
@@ -472,6 +504,8 @@ class TorchOperator:
             return self.stencil.diagonal().to(dtype=self.dtype, device=self.device)
         if self.kind in ("dense", "batched"):
             return torch.diagonal(self.matrix, dim1=-2, dim2=-1).clone()
+        if self._host is not None:
+            return torch.from_numpy(np.ascontiguousarray(self._host.diagonal())).to(self.dtype)
         rows, cols, vals = self.coo()
         d = torch.zeros(self.n, dtype=self.dtype, device=self.device)
         on = rows == cols
@@ -506,6 +540,8 @@ class TorchOperator:
             raise ValueError("a batch of matrices (B, n, n) has no single SciPy form")
         if self.matrix_free:
             self._refuse_matrix_free("SciPy sparse form")
+        if self._host is not None:
+            return sp.csr_matrix(self._host, dtype=np.float64)
         return to_scipy_csr(self.matrix)
 
     def pattern_scipy(self) -> sp.csr_matrix:

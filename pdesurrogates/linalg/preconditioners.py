@@ -16,7 +16,9 @@ Writing a preconditioner
 Subclass :class:`Preconditioner`, set the flags, and implement ``_apply(R)`` for a batch
 ``R: (B, n)`` torch tensor, returning ``(B, n)`` on the same device. The base class's
 :meth:`Preconditioner.apply` adds the rest: single vectors ``(n,)``, numpy in and out, shape
-checks, and :meth:`Preconditioner.as_linear_operator` for SciPy.
+checks, and :meth:`Preconditioner.as_linear_operator` for SciPy. Optionally implement
+``_apply_numpy(r)`` for one 1-D float32/float64 numpy vector (same dtype out): the Krylov solvers'
+single-system CPU path then calls it directly, without torch in the loop.
 
 >>> from pdesurrogates.linalg import gallery
 >>> M = JacobiPreconditioner(gallery.poisson1d(3))
@@ -182,6 +184,9 @@ class JacobiPreconditioner(Preconditioner):
     def _apply(self, R: torch.Tensor) -> torch.Tensor:
         return R * self._inv.get(R)
 
+    def _apply_numpy(self, r: np.ndarray) -> np.ndarray:
+        return r * self._inv.get(torch.from_numpy(r)).numpy()
+
 
 class _TriangularPair(Preconditioner):
     """``z = U^{-1} (S (L^{-1} r))`` with sparse triangular ``L``, ``U`` and diagonal ``S``."""
@@ -345,6 +350,10 @@ class AMGPreconditioner(Preconditioner):
         super().__init__(S.shape[0])
         self.hierarchy = pyamg.smoothed_aggregation_solver(S, **kwargs)
         self._op = self.hierarchy.aspreconditioner(cycle=cycle)
+
+    def _apply_numpy(self, r: np.ndarray) -> np.ndarray:
+        z = self._op.matvec(r if r.dtype == np.float64 else r.astype(np.float64))
+        return z if z.dtype == r.dtype else z.astype(r.dtype)
 
     def _apply(self, R: torch.Tensor) -> torch.Tensor:
         Rn = R.detach().to(device="cpu", dtype=torch.float64).numpy()
