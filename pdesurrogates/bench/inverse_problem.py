@@ -521,6 +521,7 @@ def notes(result: dict, cfg: dict) -> str:
         f"{np.mean([t['surrogate_forward_error'] for t in fwd]):.4f}, "
         + ", ".join(f"{t['case']} #{t['truth']} {t['surrogate_forward_error']:.4f}" for t in ood) + ".",
         "",
+        f"Times: {torch.get_num_threads()} CPU thread(s) on a shared machine (they include contention). "
         "Seconds per evaluation (u and its gradient w.r.t. theta, median of best-of-"
         f"{cfg['timing_repeats']}): " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in costs.items())
         + f"; surrogate / AMG-PCG = {costs[SURROGATE] / costs[ADJOINT]:.2f}x.",
