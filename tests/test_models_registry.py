@@ -27,11 +27,11 @@ from pdesurrogates.models.registry import Registry, constructor_kwargs
 SHAPES = {1: (2, 1, 19), 2: (2, 1, 12, 10), 3: (1, 1, 8, 8, 8)}
 # small but structurally complete variants, so 3D stays fast
 SMALL = {
-    "fno": dict(width=8, modes=4),
-    "tfno": dict(width=8, modes=4),
-    "mg-tfno": dict(width=8, modes=4),
-    "mgno": dict(width=6, n_layers=2, levels=3),
-    "unet": dict(width=8, depth=2),
+    "fno": {"width": 8, "modes": 4},
+    "tfno": {"width": 8, "modes": 4},
+    "mg-tfno": {"width": 8, "modes": 4},
+    "mgno": {"width": 6, "n_layers": 2, "levels": 2},  # every grid above has >= 2 scales: every weight is used
+    "unet": {"width": 8, "depth": 2},
 }
 EXPECTED = {"fno", "tfno", "mgno", "mg-tfno", "unet"}
 
@@ -80,7 +80,7 @@ def test_all_models_all_ranks(name, ndim):
 
 
 def test_config_dict_round_trip_and_tuples():
-    for cfg in [FNOConfig(modes=(8, 6)), TFNOConfig(ndim=1, modes=12, rank=0.2), MgNOConfig(smoothing=(1, 2, 3, 2)),
+    for cfg in [FNOConfig(modes=(8, 6)), TFNOConfig(ndim=1, modes=12, rank=0.2), MgNOConfig(smoothing=(1, 3, 2)),
                 MGTFNOConfig(levels=2, modes=[4, 4]), UNetConfig(depth=2, norm="batch")]:
         d = config_to_dict(cfg)
         assert d["name"] == cfg.name
@@ -177,9 +177,9 @@ def test_count_parameters_counts_complex_as_two():
     assert count_parameters(module, trainable_only=False) == 12 + 10 + 7
 
 
-def test_mgno_default_matches_paper_size():
+def test_mgno_legacy_matches_paper_size():
     """The paper's 4-layer, 24-channel Darcy model with 6 levels has about 0.57M parameters."""
-    n = count_parameters(build(MgNOConfig(n_layers=4, width=24, levels=6)))
+    n = count_parameters(build(MgNOConfig(n_layers=4, width=24, levels=6, variant="legacy")))
     assert 0.5e6 < n < 0.65e6
 
 
@@ -192,7 +192,9 @@ def test_domain_padding_and_grid_channels_change_the_model():
     assert padded(x).shape == x.shape
     assert not torch.allclose(plain(x), padded(x))
     grid = build(MgNOConfig(width=4, n_layers=1, levels=2, grid_channels=True))
-    assert grid.mg[0].pre[0][0].S.in_channels == 3
+    assert grid.mg[0].pre[0][0].weight.shape[1] == 3  # smoother reads 1 input + 2 coordinate channels
+    legacy = build(MgNOConfig(width=4, n_layers=1, levels=2, grid_channels=True, variant="legacy"))
+    assert legacy.mg[0].pre[0][0].S.in_channels == 3
 
 
 @pytest.mark.parametrize("module", ["pdesurrogates.models.registry", "pdesurrogates.models.mgno",
