@@ -9,6 +9,7 @@
 | ``dcdm`` | :class:`~.preconditioners.DCDMTask` | the DCDM conjugate-direction network |
 | ``operator_preconditioner`` | :class:`~.preconditioners.OperatorPreconditionerTask` | a registry surrogate as preconditioner |
 | ``tensors`` | :class:`~.tensors.TensorTask` | a given module on tensors in memory (Python only) |
+| ``rollout`` | :class:`~.rollout.RolloutTask` | a model stepped recurrently in time on trajectories |
 
 A task class has ``name``, ``parse_config(raw, where, base_dir) -> config`` (a frozen config with
 the engine's tables) and is constructed from that config. :func:`config_from_dict` and
@@ -33,6 +34,7 @@ from pdesurrogates.train.tasks.preconditioners import (
     NeuralMultigridTask,
     OperatorPreconditionerTask,
 )
+from pdesurrogates.train.tasks.rollout import RolloutTask
 from pdesurrogates.train.tasks.surrogate import SurrogateTask
 from pdesurrogates.train.tasks.tensors import TensorTask
 
@@ -68,7 +70,8 @@ class TaskRegistry:
 TASKS = TaskRegistry()
 for _name, _cls in (("surrogate", SurrogateTask), ("pino", SurrogateTask), ("finetune", FinetuneFileTask),
                     ("neural_multigrid", NeuralMultigridTask), ("dcdm", DCDMTask),
-                    ("operator_preconditioner", OperatorPreconditionerTask), ("tensors", TensorTask)):
+                    ("operator_preconditioner", OperatorPreconditionerTask), ("tensors", TensorTask),
+                    ("rollout", RolloutTask)):
     TASKS.register(_name, _cls)
 
 
