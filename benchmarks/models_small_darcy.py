@@ -1,19 +1,23 @@
-"""Train every model on neuraloperator's small Darcy data and compare with ``neuralop.models.FNO``.
+"""Train models on neuraloperator's small Darcy data over several seeds; mean and spread per model.
 
 Data: ``datasets/neuralop_small/`` (1000 training samples at 16x16, 50 test samples at 16x16
 and 50 at 32x32 for zero-shot super-resolution). Recipe for every model, taken from neuraloperator's
 example ``examples/models/plot_FNO_darcy.py``: AdamW (lr 8e-3, weight decay 1e-4), batch 32, relative
 H1 training loss (neuraloperator's ``H1Loss``) on outputs normalised by the training mean/std (as its
 ``DefaultDataProcessor`` does), test errors on decoded outputs; the learning rate follows a cosine to 0
-over the run (the example anneals per epoch with T_max = 1.5 x epochs). Training runs on the package's
-engine. The reference row is ``neuralop.models.FNO`` with the example's own arguments, trained the same
-way. MgNO gets lr 3e-3 because 8e-3 diverges for it (the paper trains with 3e-4 for
-500 epochs, out of reach here). Test errors: our ``relative_lp``/``relative_h1`` (mean over samples; H1 with
-one-sided differences at the boundary) and neuraloperator's ``H1Loss`` (periodic differences).
+over the run, per step. Training runs on the package's engine.
 
-Run (one to three CPU minutes per model at 20 epochs)::
+Rows: FNO at the example's size (``n_modes=(8, 8)``, 32 channels, projection ratio 2: 341k
+parameters), MgNO (the default, mesh-consistent variant, half-open grid as these files use) with no
+more parameters than that FNO, at lr 3e-3 (8e-3 diverges for MgNO); optional rows for TFNO, MG-TFNO,
+U-Net and ``neuralop.models.FNO`` itself (``--models``). Test errors: our ``relative_lp``/``relative_h1``
+(mean over samples; H1 with one-sided differences at the boundary) and neuraloperator's ``H1Loss``
+(periodic differences). Every finished (model, seed) row is kept in ``runs/models_small_darcy/rows.jsonl``
+so an interrupted run resumes at the next row.
 
-    OMP_NUM_THREADS=1 python benchmarks/models_small_darcy.py --epochs 20 --overwrite
+Run (100 epochs, 3 seeds: about 5 CPU minutes per FNO row and 20 per MgNO row on one core)::
+
+    OMP_NUM_THREADS=1 python benchmarks/models_small_darcy.py --overwrite
 """
 
 from __future__ import annotations
@@ -37,31 +41,29 @@ def load(name: str) -> tuple[torch.Tensor, torch.Tensor]:
     return data["x"].float().unsqueeze(1), data["y"].float().unsqueeze(1)
 
 
+FNO_EXAMPLE = {"modes": 8, "width": 32, "projection_channel_ratio": 2}  # neuraloperator's plot_FNO_darcy.py
+MGNO_SMALL = {"width": 38, "grid_kind": "half-open"}
+
+
+def model_configs():
+    """Row name -> our model config (the neuralop reference row has none)."""
+    from pdesurrogates.models import FNOConfig, MgNOConfig, MGTFNOConfig, TFNOConfig, UNetConfig
+
+    return {"FNO": FNOConfig(**FNO_EXAMPLE), "MgNO": MgNOConfig(**MGNO_SMALL).fitted_to_grid((16, 16)),
+            "TFNO": TFNOConfig(**FNO_EXAMPLE), "MG-TFNO": MGTFNOConfig(**FNO_EXAMPLE), "U-Net": UNetConfig()}
+
+
 def model_specs():
-    """(row name, builder) pairs; builders take no argument and return a fresh model."""
+    """(row name -> builder) and (row name -> config); builders take no argument and return a fresh model."""
     from neuralop.models import FNO as NeuralopFNO
 
-    from pdesurrogates.models import (
-        FNOConfig,
-        MgNOConfig,
-        MGTFNOConfig,
-        TFNOConfig,
-        UNetConfig,
-        build,
-    )
+    from pdesurrogates.models import build
 
-    return {
-        "neuralop FNO (direct)": lambda: NeuralopFNO(n_modes=(16, 16), in_channels=1, out_channels=1,
-                                                     hidden_channels=32, projection_channel_ratio=2),
-        "FNO": lambda: build(FNOConfig()),
-        "TFNO": lambda: build(TFNOConfig()),
-        "MgNO": lambda: build(MgNOConfig()),
-        "MG-TFNO": lambda: build(MGTFNOConfig()),
-        "U-Net": lambda: build(UNetConfig()),
-    }, {
-        "FNO": FNOConfig(), "TFNO": TFNOConfig(), "MgNO": MgNOConfig(), "MG-TFNO": MGTFNOConfig(),
-        "U-Net": UNetConfig(),
-    }
+    configs = model_configs()
+    specs = {"neuralop FNO (direct)": lambda: NeuralopFNO(n_modes=(8, 8), in_channels=1, out_channels=1,
+                                                          hidden_channels=32, projection_channel_ratio=2)}
+    specs.update({name: (lambda c=cfg: build(c)) for name, cfg in configs.items()})
+    return specs, configs
 
 
 def train_and_evaluate(make_model, data, *, epochs: int, seed: int, lr: float, batch_size: int = 32) -> dict:
@@ -99,93 +101,118 @@ def train_and_evaluate(make_model, data, *, epochs: int, seed: int, lr: float, b
     return row
 
 
-def plot(rows, path: Path) -> None:
-    import matplotlib
+def summarize(rows: list[dict]) -> list[dict]:
+    """Per model: mean, sample standard deviation, min and max over seeds of each error."""
+    import statistics
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        entry = {"model": model, "seeds": len(mine), "params": mine[0]["params"],
+                 "train_s_mean": round(statistics.fmean(r["train_s"] for r in mine), 1)}
+        for key in ("l2_16", "h1_16", "l2_32", "h1_32"):
+            values = [r[key] for r in mine]
+            entry[f"{key}_mean"] = statistics.fmean(values)
+            entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            entry[f"{key}_min"], entry[f"{key}_max"] = min(values), max(values)
+        out.append(entry)
+    return out
 
-    names = [r["model"] + (f" s{r['seed']}" if r["seed"] else "") for r in rows]
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    idx = torch.arange(len(rows)).float()
-    ax.bar(idx - 0.2, [r["l2_16"] for r in rows], 0.4, label="16x16 (train resolution)")
-    ax.bar(idx + 0.2, [r["l2_32"] for r in rows], 0.4, label="32x32 (zero-shot)")
-    ax.set_xticks(idx.tolist(), names, rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel("relative L2 test error")
+
+def plot(summary: list[dict], path: Path) -> None:
+    """Mean test L2 per model with min-max bars over seeds, at 16x16 and 32x32 (from the summary)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 3.5), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    idx = torch.arange(len(summary)).float()
+    for shift, res, label in ((-0.2, 16, "16x16 (train resolution)"), (0.2, 32, "32x32 (zero-shot)")):
+        mean = [r[f"l2_{res}_mean"] for r in summary]
+        err = [[m - r[f"l2_{res}_min"] for m, r in zip(mean, summary)],
+               [r[f"l2_{res}_max"] - m for m, r in zip(mean, summary)]]
+        ax.bar(idx + shift, mean, 0.4, yerr=err, capsize=3, label=label)
+    ax.set_xticks(idx.tolist(), [f"{r['model']}\n{r['params'] / 1e3:.0f}k" for r in summary], fontsize=8)
+    ax.set_ylabel("relative L2 test error (mean, min-max over seeds)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=20, help="epochs per model (neuraloperator's example: 20)")
+    parser.add_argument("--epochs", type=int, default=100, help="epochs per model")
     parser.add_argument("--lr", type=float, default=8e-3, help="learning rate (neuraloperator's example: 8e-3)")
     parser.add_argument("--lr-mgno", type=float, default=3e-3,
                         help="MgNO learning rate (8e-3 diverges for MgNO in our runs)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds for every model")
-    parser.add_argument("--extra-seeds", type=int, nargs="*", default=[1],
-                        help="more seeds for the two FNO rows only (run-to-run noise)")
-    parser.add_argument("--models", nargs="*", default=None, help="subset of row names")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds for every model")
+    parser.add_argument("--models", nargs="*", default=["FNO", "MgNO"], help="row names")
+    parser.add_argument("--runs", type=Path, default=REPO / "runs" / NAME,
+                        help="folder of rows.jsonl, the finished rows (resume)")
     parser.add_argument("--out-dir", type=Path, default=None, help="default benchmarks/results/<device>")
     parser.add_argument("--name", default=NAME, help="result file stem")
     parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
     args = parser.parse_args(argv)
 
     from pdesurrogates.bench.report import RESULTS, write_results
-    from pdesurrogates.models import config_to_dict
+    from pdesurrogates.models import config_to_dict, count_parameters
 
     out_dir = args.out_dir or RESULTS / "cpu"
     if (out_dir / f"{args.name}.json").exists() and not args.overwrite:
         print(f"{out_dir / (args.name + '.json')} exists; pass --overwrite to replace it", file=sys.stderr)
         return 2
-    x, y = load("darcy_train_16.pt")
-    tests = {16: load("darcy_test_16.pt"), 32: load("darcy_test_32.pt")}
     specs, configs = model_specs()
-    names = args.models or list(specs)
-    unknown = set(names) - set(specs)
+    unknown = set(args.models) - set(specs)
     if unknown:
         parser.error(f"unknown model(s) {sorted(unknown)}; valid: {list(specs)}")
+    params = {name: count_parameters(specs[name]()) for name in args.models}
+    if "MgNO" in params and "FNO" in params and params["MgNO"] > params["FNO"]:
+        parser.error(f"MgNO has {params['MgNO']} parameters, more than FNO's {params['FNO']}")
+    x, y = load("darcy_train_16.pt")
+    tests = {16: load("darcy_test_16.pt"), 32: load("darcy_test_32.pt")}
+    args.runs.mkdir(parents=True, exist_ok=True)
+    done_file = args.runs / "rows.jsonl"
+    done = [json.loads(line) for line in done_file.read_text().splitlines()] if done_file.is_file() else []
     rows = []
-    for name in names:
-        seeds = list(args.seeds) + (list(args.extra_seeds) if name in ("FNO", "neuralop FNO (direct)") else [])
-        for seed in seeds:
-            row = {"model": name, "seed": seed}
-            lr = args.lr_mgno if name == "MgNO" else args.lr
-            row["lr"] = lr
-            row.update(train_and_evaluate(specs[name], (x, y, tests), epochs=args.epochs, seed=seed, lr=lr))
-            print(json.dumps(row), flush=True)
+    for name in args.models:
+        lr = args.lr_mgno if name == "MgNO" else args.lr
+        for seed in args.seeds:
+            key = {"model": name, "seed": seed, "lr": lr, "epochs": args.epochs,
+                   "config": config_to_dict(configs[name]) if name in configs else None}
+            row = next((r for r in done if {k: r.get(k) for k in key} == key), None)
+            if row is None:
+                row = {**key, **train_and_evaluate(specs[name], (x, y, tests), epochs=args.epochs, seed=seed, lr=lr)}
+                with done_file.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+            print(json.dumps({k: v for k, v in row.items() if k != "config"}), flush=True)
             rows.append(row)
-
-    def first(model):
-        return next((r for r in rows if r["model"] == model), None)
-
+    summary = summarize(rows)
     notes = [(f"{args.epochs} epochs, batch 32, AdamW lr {args.lr} (MgNO {args.lr_mgno}), weight decay 1e-4, "
-              f"cosine to 0 per step, H1 training loss; 1000 train / 50 test samples; "
+              f"cosine to 0 per step, H1 training loss; 1000 train / 50 test samples; seeds {args.seeds}; "
               f"{torch.get_num_threads()} CPU thread(s) on a shared machine (train_s includes contention).")]
-    fno, ref, mgno = first("FNO"), first("neuralop FNO (direct)"), first("MgNO")
-    if fno and ref:
-        fnos = [r["l2_16"] for r in rows if r["model"] == "FNO"]
-        refs = [r["l2_16"] for r in rows if r["model"] == "neuralop FNO (direct)"]
-        notes.append(f"FNO (ours) l2_16 over seeds: {', '.join(f'{v:.4f}' for v in fnos)}; "
-                     f"neuralop FNO direct: {', '.join(f'{v:.4f}' for v in refs)}; same parameter count: "
-                     f"{fno['params'] == ref['params']}.")
-    fno = fno or ref
-    if fno and mgno:
-        notes.append(f"MgNO / {fno['model']}: parameters {mgno['params'] / fno['params']:.2f}x, "
-                     f"l2_16 {mgno['l2_16'] / fno['l2_16']:.2f}x, h1_16 {mgno['h1_16'] / fno['h1_16']:.2f}x.")
-    config = {"epochs": args.epochs, "lr": args.lr, "lr_mgno": args.lr_mgno, "seeds": args.seeds, "extra_seeds": args.extra_seeds,
+    by = {r["model"]: r for r in summary}
+    if "FNO" in by and "MgNO" in by:
+        f, m = by["FNO"], by["MgNO"]
+        notes.append(f"MgNO / FNO: parameters {m['params'] / f['params']:.2f}x, mean l2_16 "
+                     f"{m['l2_16_mean']:.4f} vs {f['l2_16_mean']:.4f} ({m['l2_16_mean'] / f['l2_16_mean']:.2f}x), "
+                     f"mean l2_32 {m['l2_32_mean']:.4f} vs {f['l2_32_mean']:.4f}. Target MgNO <= 0.07 at <= 341k "
+                     f"parameters: {'met' if m['l2_16_max'] <= 0.07 and m['params'] <= 341_000 else 'not met'} "
+                     f"(worst seed {m['l2_16_max']:.4f}, {m['params']} parameters).")
+    config = {"epochs": args.epochs, "lr": args.lr, "lr_mgno": args.lr_mgno, "seeds": args.seeds,
               "batch_size": 32, "weight_decay": 1e-4, "scheduler": "cosine to 0 over the run, per step (the package's engine)",
               "train_loss": "neuralop H1Loss(d=2) on normalised outputs", "data": DATA.relative_to(REPO).as_posix(),
-              "models": {k: config_to_dict(v) for k, v in configs.items() if k in names},
-              "neuralop_fno": dict(n_modes=[16, 16], hidden_channels=32, projection_channel_ratio=2)}
-    cols = ["model", "seed", "lr", "params", "train_s", "l2_16", "h1_16", "l2_32", "h1_32", "h1_neuralop_16",
-            "h1_neuralop_32"]
-    paths = write_results(args.name, rows, config=config, title="Models on neuraloperator's small Darcy (16x16 -> 32x32)",
-                          notes="\n\n".join(notes), columns=cols, out_dir=out_dir)
-    plot(rows, paths["json"].with_suffix(".png"))
-    print("\n".join(notes))
+              "models": {k: config_to_dict(v) for k, v in configs.items() if k in args.models},
+              "neuralop_fno": {"n_modes": [8, 8], "hidden_channels": 32, "projection_channel_ratio": 2}}
+    cols = ["model", "seeds", "params", "train_s_mean", "l2_16_mean", "l2_16_std", "l2_16_min", "l2_16_max",
+            "h1_16_mean", "l2_32_mean", "l2_32_std", "h1_32_mean"]
+    per_seed = ["model", "seed", "lr", "params", "train_s", "l2_16", "h1_16", "l2_32", "h1_32", "h1_neuralop_16",
+                "h1_neuralop_32"]
+    from pdesurrogates.bench.report import markdown_table
+
+    notes.append("Per seed:\n\n" + markdown_table(rows, per_seed))
+    paths = write_results(args.name, summary, config=config,
+                          title="Models on neuraloperator's small Darcy (16x16 -> 32x32), mean over seeds",
+                          notes="\n\n".join(notes), columns=cols, out_dir=out_dir, extra={"per_seed": rows})
+    plot(summary, paths["json"].with_suffix(".png"))
+    print("\n".join(notes[:2]))
     print(f"wrote {paths['json']} and {paths['md']}")
     return 0
 

@@ -154,8 +154,12 @@ def _darcy_models(tiny: bool) -> dict[str, dict[str, Any]]:
     return {"fno": fno,
             "tfno": {**fno, "name": "tfno", "factorization": "tucker", "rank": 0.1},
             "unet": {"name": "unet", "width": uw, "depth": depth},
-            "mgno": {"name": "mgno", "width": 4, "n_layers": 1} if tiny else {"name": "mgno"},
-            "mg-tfno": {**fno, "name": "mg-tfno", "factorization": "tucker", "rank": 0.05, "levels": 1}}
+            # the paper's Darcy MgNO (24 channels, 4 layers), one weight set per scale of the 85 grid
+            "mgno": {"name": "mgno", "width": 4, "n_layers": 1} if tiny else
+                    {"name": "mgno", "width": 24, "n_layers": 4, "levels": 5},
+            # modes per 2x2 patch: half the FNO row's per axis
+            "mg-tfno": {**fno, "name": "mg-tfno", "factorization": "tucker", "rank": 0.05, "levels": 1,
+                        "modes": [4, 3] if tiny else [12, 11]}}
 
 
 def darcy(data_file: str | Path, *, epochs: int = 25, resolution: int = 85,
