@@ -170,13 +170,11 @@ def measure_memory(run_forward, backward_only: bool) -> float:
     return numpy_peak + _torch_peak(prof)
 
 
-def best_time(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def timed(fn) -> tuple[float, float]:
+    """``(wall, cpu)`` seconds of one call (CPU: this process's time, robust to a shared machine)."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def measure(S, b, w, rtol: float, repeats: int, unrolled_max: int) -> dict:
@@ -191,15 +189,15 @@ def measure(S, b, w, rtol: float, repeats: int, unrolled_max: int) -> dict:
            "adjoint_iterations": int(cg(S, w, rtol=rtol, maxiter=100_000).iterations)}
     row["ours_backward_peak_mb"] = measure_memory(lambda: forward_ours()[0], True) / 1e6
     row["ours_forward_backward_peak_mb"] = measure_memory(lambda: forward_ours()[0], False) / 1e6
-    row["forward_s"] = best_time(forward_ours, repeats)
-    times = []
-    for _ in range(repeats):
+    fwd, bwd = [], []
+    for _ in range(repeats):  # interleaved forward and backward timings
+        fwd.append(timed(forward_ours))
         loss, _ = forward_ours()
-        t0 = time.perf_counter()
-        loss.backward()
-        times.append(time.perf_counter() - t0)
-    row["backward_s"] = min(times)
+        bwd.append(timed(loss.backward))
+    row["forward_s"], row["forward_cpu_s"] = (min(t[i] for t in fwd) for i in (0, 1))
+    row["backward_s"], row["backward_cpu_s"] = (min(t[i] for t in bwd) for i in (0, 1))
     row["backward_over_forward"] = row["backward_s"] / row["forward_s"]
+    row["cpu_backward_over_forward"] = row["backward_cpu_s"] / row["forward_cpu_s"]
     if row["iterations"] <= unrolled_max:
         def forward_unrolled():
             _, values, bb = leaves(S, b)
@@ -213,7 +211,7 @@ def measure(S, b, w, rtol: float, repeats: int, unrolled_max: int) -> dict:
     return row
 
 
-def run(size: str = "default", targets=None, repeats: int = 3, unrolled_max: int = 300, seed: int = 0,
+def run(size: str = "default", targets=None, repeats: int = 5, unrolled_max: int = 300, seed: int = 0,
         out_dir: Path | None = None, overwrite: bool = False) -> dict:
     folder = Path(out_dir) if out_dir is not None else RESULTS / device_name()
     if (folder / f"{NAME}.json").exists() and not overwrite:
@@ -230,17 +228,18 @@ def run(size: str = "default", targets=None, repeats: int = 3, unrolled_max: int
         row = {"target_iterations": target, **measure(S, b, w, rtol, repeats, unrolled_max)}
         rows.append(row)
         print(f"target {target}: {row['iterations']} iterations, backward peak "
-              f"{row['ours_backward_peak_mb']:.2f} MB, backward/forward {row['backward_over_forward']:.2f}"
+              f"{row['ours_backward_peak_mb']:.2f} MB, backward/forward {row['backward_over_forward']:.2f} "
+              f"(CPU {row['cpu_backward_over_forward']:.2f})"
               + (f", unrolled backward peak {row['unrolled_backward_peak_mb']:.1f} MB"
                  if "unrolled_backward_peak_mb" in row else ""))
     peaks = [r["ours_backward_peak_mb"] for r in rows]
-    ratios = [r["backward_over_forward"] for r in rows]
     checks = {
         "backward_peak_mb_min_max": [min(peaks), max(peaks)],
         "backward_peak_flat": max(peaks) <= (1 + FLAT_TOLERANCE) * min(peaks),
-        "backward_over_forward_max": max(ratios),
-        f"backward_within_{TIME_RATIO_TARGET}x_forward": max(ratios) <= TIME_RATIO_TARGET,
     }
+    for key in ("backward_over_forward", "cpu_backward_over_forward"):
+        worst = max(r[key] for r in rows)
+        checks[key] = {"max": worst, f"within_{TIME_RATIO_TARGET}": worst <= TIME_RATIO_TARGET}
     config = {"size": size, **cfg, "unknowns": int(S.shape[0]), "targets": list(targets), "repeats": repeats,
               "unrolled_max": unrolled_max, "seed": seed, "loss": "sum(w * x), w ~ N(0, 1)",
               "threads": {"torch": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
@@ -251,9 +250,9 @@ def run(size: str = "default", targets=None, repeats: int = 3, unrolled_max: int
     paths = write_results(
         NAME, rows, config=config, extra=extra, out_dir=folder, notes=_notes(checks, config),
         title="Backward through cg by implicit adjoint: memory and time vs iterations (CPU)",
-        columns=["iterations", "adjoint_iterations", "rtol", "ours_backward_peak_mb", "ours_forward_backward_peak_mb", "forward_s",
-                 "backward_s", "backward_over_forward", "unrolled_iterations", "unrolled_backward_peak_mb",
-                 "unrolled_forward_backward_peak_mb"])
+        columns=["iterations", "adjoint_iterations", "rtol", "ours_backward_peak_mb",
+                 "ours_forward_backward_peak_mb", "forward_cpu_s", "backward_cpu_s", "cpu_backward_over_forward",
+                 "backward_over_forward", "unrolled_iterations", "unrolled_forward_backward_peak_mb"])
     plot(rows, paths["json"].with_suffix(".png"))
     return {"rows": rows, "paths": paths, "targets": checks}
 
@@ -263,12 +262,16 @@ def _notes(checks, config) -> str:
     return "\n\n".join([
         (f"{config['unknowns']} unknowns (one vector = {8 * config['unknowns'] / 1e6:.2f} MB). Peak memory is "
          "what the measured region allocates above its start: numpy buffers (tracemalloc) plus torch tensors "
-         "(profiler memory timeline). Times are best of "
+         "(profiler memory timeline). Times (wall and process CPU) are best of "
          f"{config['repeats']}; the adjoint solve uses the forward rtol. Loss {config['loss']}."),
         (f"Implicit adjoint: backward peak {lo:.2f}-{hi:.2f} MB over all iteration counts (flat within "
-         f"{FLAT_TOLERANCE:.0%}: {'yes' if checks['backward_peak_flat'] else 'NO'}); backward / forward time at most "
-         f"{checks['backward_over_forward_max']:.2f} (target <= {TIME_RATIO_TARGET}: "
-         f"{'yes' if checks[f'backward_within_{TIME_RATIO_TARGET}x_forward'] else 'NO'})."),
+         f"{FLAT_TOLERANCE:.0%}: {'yes' if checks['backward_peak_flat'] else 'NO'})."),
+        ("Backward / forward time, at most: "
+         + "; ".join(f"{label} {checks[key]['max']:.2f} (<= {TIME_RATIO_TARGET}: "
+                     f"{'yes' if checks[key][f'within_{TIME_RATIO_TARGET}'] else 'NO'})"
+                     for label, key in (("wall", "backward_over_forward"), ("CPU", "cpu_backward_over_forward")))
+         + ". The backward pass is the adjoint solve (its iteration count, `adjoint_iterations`, is that of "
+           "A lambda = w, close to the forward count) plus the gradient of the values."),
         ("Unrolled: the same CG in torch with autograd through the iterations, the only way to reach A's "
          "values before; its graph (held from forward to backward) grows with the iterations."),
         "Load average (1, 5, 15 min) before/after: "
@@ -292,10 +295,11 @@ def plot(rows, path) -> None:
         ax_m.loglog([r["unrolled_iterations"] for r in un], [r["unrolled_forward_backward_peak_mb"] for r in un],
                     "s--", label="unrolled autograd: forward + backward")
     ax_m.set(xlabel="CG iterations", ylabel="peak memory above start (MB)", title="memory")
-    ax_t.semilogx(its, [r["backward_over_forward"] for r in rows], "o-", label="backward / forward")
+    ax_t.semilogx(its, [r["cpu_backward_over_forward"] for r in rows], "o-", label="backward / forward (CPU time)")
+    ax_t.semilogx(its, [r["backward_over_forward"] for r in rows], "k.", label="backward / forward (wall time)")
     ax_t.axhline(TIME_RATIO_TARGET, color="r", ls="--", lw=0.8, label=f"target {TIME_RATIO_TARGET}")
     ax_t.set(xlabel="CG iterations", ylabel="time ratio", title="time", ylim=(0, max(2.0, *[
-        r["backward_over_forward"] * 1.1 for r in rows])))
+        max(r["backward_over_forward"], r["cpu_backward_over_forward"]) * 1.1 for r in rows])))
     for ax in (ax_m, ax_t):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
@@ -308,7 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(SIZES), default="default")
     parser.add_argument("--targets", type=int, nargs="+", default=None, help="iteration counts to aim for")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--unrolled-max", type=int, default=300,
                         help="largest iteration count for the unrolled baseline")
     parser.add_argument("--seed", type=int, default=0)

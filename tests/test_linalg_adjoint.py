@@ -172,8 +172,23 @@ def test_gradcheck_and_double_backward_on_small_systems():
         return pcg(torch.sparse_csr_tensor(crow, col, sym, (9, 9)), b, rtol=1e-13,
                    M=JacobiPreconditioner(S)).x
 
-    assert torch.autograd.gradcheck(sparse, (v, torch.randn(9, dtype=torch.float64,
-                                                             requires_grad=True)))
+    f = torch.randn(9, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(sparse, (v, f))
+    # double backward with leaf sparse values: a Hessian-vector product against the dense solve
+    # (gradgradcheck would perturb single values, i.e. leave the symmetric matrices)
+    u = torch.randn(v.shape, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    hvps = []
+    for dense_reference in (False, True):
+        vv = S.values().clone().requires_grad_()
+        A = torch.sparse_csr_tensor(crow, col, vv, (9, 9))
+        if dense_reference:  # assembled by index_put: torch's CSR constructor has no double backward
+            D = torch.zeros(9, 9, dtype=torch.float64).index_put((rows, col), vv, accumulate=True)
+            x = torch.linalg.solve(D, f)
+        else:
+            x = cg(A, f, rtol=1e-13).x
+        (g,) = torch.autograd.grad((x ** 3).sum(), vv, create_graph=True)
+        hvps.append(torch.autograd.grad((g * u).sum(), vv)[0])
+    assert _rel(hvps[0], hvps[1]) <= TOL
     for grid in (Grid((4, 5)), Grid((4, 4, 4))):
         a = torch.exp(torch.randn(grid.shape, generator=torch.Generator().manual_seed(5),
                                   dtype=torch.float64)).requires_grad_()

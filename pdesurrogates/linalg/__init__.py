@@ -3,7 +3,10 @@ solvers, and the preconditioner protocol.
 
 Every solver has the SciPy shape ``solve(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None,
 M=None, callback=None, ...) -> SolveResult(x, converged, iterations, residuals)``, accepts a
-batch of right-hand sides ``(B, n)`` and runs on the device of its inputs.
+batch of right-hand sides ``(B, n)`` and runs on the device of its inputs. The Krylov solvers
+also take SciPy's objects (a ``LinearOperator`` or callable ``A`` and ``M``), and their ``x`` is
+differentiable in ``b`` and in ``A``'s entries by one adjoint solve
+(:mod:`pdesurrogates.linalg.adjoint`).
 
 >>> from pdesurrogates.linalg import gallery, gauss_seidel
 >>> A = gallery.poisson1d(8)

@@ -22,8 +22,16 @@ Which entries of ``A`` get a gradient (``dL/dA`` restricted to what ``A`` stores
 
 A SciPy/numpy ``A``, a LinearOperator or a callable give ``b`` a gradient only (a callable's own
 parameters get none: it is applied without autograd). A solve that did not converge raises on
-backward rather than return a wrong gradient. Double backward (``create_graph=True``) runs the
-adjoint solve itself through this rule, so Hessian-vector products work as well.
+backward rather than return a wrong gradient. Double backward (``create_graph=True``)
+differentiates the adjoint solve itself (as the transposed solve it stands for), so
+Hessian-vector products work as well; the one exception is a sparse ``A`` built by torch's
+constructor from values that are not leaves, which torch cannot differentiate twice.
+
+Sparse ``A`` built as ``torch.sparse_csr_tensor(crow, col, values)`` (or COO) from leaf
+``values``: the gradient goes to ``values`` directly, in ``O(nnz)``. Through non-leaf values it
+passes torch's constructor backward, which forms a dense ``(n, n)`` matrix (2.4 GB for the 128^2
+Laplacian); for values computed from other parameters, solve with a leaf copy
+``v = values.detach().requires_grad_()`` and pass its gradient on, ``values.backward(v.grad)``.
 
 >>> import torch
 >>> from pdesurrogates.linalg import StencilOperator, cg
@@ -96,11 +104,16 @@ class _Spec:
     result: Any = None  # handed back by differentiable_solve, then dropped (no reference cycle)
     status: tuple = ()  # (converged, iterations) of the forward solve, for backward
     values_only: bool = False  # sparse A: return the gradient of its leaf values (1-D)
+    transposed: bool = False  # the solve stands for A^T x = b (see differentiable_solve)
 
 
 def differentiable_solve(name: str, run: Callable, A, b, x0, kwargs: dict,
-                         adjoint_rtol: float | None):
+                         adjoint_rtol: float | None, *, transposed: bool = False):
     """``run(A, b, x0, **kwargs)``, differentiable in ``b`` and ``A``'s entries when they need it.
+
+    ``transposed``: the solve stands for ``A^T x = b`` (the adjoint solve, when it is itself
+    differentiated): the same numbers for a symmetric ``A``, but the gradient with respect to
+    ``A``'s entries is transposed, ``-x lambda^T``.
 
     Without autograd in play (grad mode off, or neither ``b`` nor ``A``'s entries requiring a
     gradient) this is ``run`` itself.
@@ -121,7 +134,7 @@ def differentiable_solve(name: str, run: Callable, A, b, x0, kwargs: dict,
     adjoint_kwargs = dict(kwargs)
     adjoint_kwargs.update(callback=None, atol=0.0,
                           rtol=kwargs["rtol"] if adjoint_rtol is None else adjoint_rtol)
-    spec = _Spec(name, run, A, x0, kwargs, adjoint_kwargs, tuple(b.shape))
+    spec = _Spec(name, run, A, x0, kwargs, adjoint_kwargs, tuple(b.shape), transposed=transposed)
     if param is not None and param.layout != torch.strided:
         values = _leaf_values(param)
         if values is not None:  # differentiate the values themselves (O(nnz))
@@ -152,7 +165,8 @@ class _ImplicitSolve(torch.autograd.Function):
         _check_converged(spec.name, *spec.status, "forward solve")
         create_graph = torch.is_grad_enabled()
         if create_graph:  # double backward: the adjoint solve is itself differentiated
-            adj = differentiable_solve(spec.name, spec.run, spec.A, g, None, spec.adjoint_kwargs, None)
+            adj = differentiable_solve(spec.name, spec.run, spec.A, g, None, spec.adjoint_kwargs, None,
+                                       transposed=not spec.transposed)
         else:
             adj = spec.run(spec.A, g.detach(), None, **spec.adjoint_kwargs)
         _check_converged(spec.name, adj.converged, adj.iterations,
@@ -165,7 +179,8 @@ class _ImplicitSolve(torch.autograd.Function):
                 grad_b = lam.sum(0)
         grad_param = None
         if ctx.needs_input_grad[2]:
-            grad_param = _parameter_gradient(spec.A, lam, x, create_graph, spec.values_only)
+            left, right = (x, lam) if spec.transposed else (lam, x)  # -left right^T
+            grad_param = _parameter_gradient(spec.A, left, right, create_graph, spec.values_only)
         return None, grad_b, grad_param
 
 
@@ -208,8 +223,7 @@ def _parameter_gradient(A, lam: torch.Tensor, x: torch.Tensor, create_graph: boo
         return -(lam2.T @ x2)
     if A.layout == torch.sparse_csr:
         crow, col = A.crow_indices(), A.col_indices()
-        rows = torch.repeat_interleave(torch.arange(A.shape[0], device=crow.device), crow[1:] - crow[:-1])
-        vals = -(lam2[:, rows] * x2[:, col]).sum(0).to(A.dtype)
+        vals = _csr_values_gradient(crow, col, lam2, x2, create_graph).to(A.dtype)
         if values_only:
             return vals
         return torch.sparse_csr_tensor(crow, col, vals, tuple(A.shape), device=A.device)
@@ -220,3 +234,20 @@ def _parameter_gradient(A, lam: torch.Tensor, x: torch.Tensor, create_graph: boo
     idx = A.detach().coalesce().indices()
     vals = -(lam2[:, idx[0]] * x2[:, idx[1]]).sum(0).to(A.dtype)
     return torch.sparse_coo_tensor(idx, vals, tuple(A.shape), device=A.device, is_coalesced=True)
+
+
+def _csr_values_gradient(crow, col, lam2, x2, create_graph: bool) -> torch.Tensor:
+    """``-sum_b lambda_b[i] x_b[j]`` for every stored entry ``(i, j)`` of a CSR pattern."""
+    if create_graph or lam2.device.type != "cpu":
+        rows = torch.repeat_interleave(torch.arange(crow.numel() - 1, device=crow.device),
+                                       crow[1:] - crow[:-1])
+        return -(lam2[:, rows] * x2[:, col]).sum(0)
+    # CPU, no graph: numpy gathers cost a third of torch's (this is the whole backward pass
+    # besides the adjoint solve)
+    rows = np.repeat(np.arange(crow.numel() - 1), np.diff(crow.numpy()))
+    cols = col.numpy()
+    lam_np, x_np = lam2.detach().numpy(), x2.detach().numpy()
+    vals = lam_np[0, rows] * x_np[0, cols]
+    for k in range(1, lam_np.shape[0]):
+        vals += lam_np[k, rows] * x_np[k, cols]
+    return torch.from_numpy(np.negative(vals, out=vals))
