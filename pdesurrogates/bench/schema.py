@@ -27,8 +27,8 @@ ROW_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
                            "test_rel_l2": (float, type(None))},
     "compute": {"family": str, "width": int, "seed": int, "params": int, "history": list},
     "speed": {"family": str, "resolution": int, "batch_size": int, "latency_s": (float, type(None))},
-    "surrogate-vs-solver": {"resolution": int, "solver_seconds_per_sample": float,
-                            "surrogate_seconds_per_sample": float, "test_rel_l2": (float, type(None))},
+    "surrogate-vs-solver": {"model": str, "surrogate_l2": float, "solver_s_equal": float,
+                            "surrogate_s_b1": float, "speedup_b1": float},
     "linear-solvers": {"benchmark": str, "status": str},
 }
 
