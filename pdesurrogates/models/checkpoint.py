@@ -15,7 +15,8 @@ up in a fixed allow-list (never imported by a name read from the file).
 The same format serves surrogates (:data:`~pdesurrogates.models.MODELS`) and the networks of learned
 preconditioners (:data:`~pdesurrogates.models.NETWORKS`). The first learned-preconditioner
 checkpoints used an unversioned layout (``config.json`` = ``{"kind", "config", "extra"}``); they
-still load, their missing config fields filled with the registry entry's ``legacy_defaults``.
+still load. In either layout, config fields missing from a checkpoint (added to the model since it
+was written) take the registry entry's ``legacy_defaults``, the values those checkpoints were built with.
 
 >>> import tempfile, torch
 >>> from pdesurrogates.models import MgNOConfig, build, save_checkpoint, load_checkpoint
@@ -243,7 +244,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Check
         raise ValueError(f"{config_file}: checkpoint format version {meta.get('format_version')!r} is not "
                          f"supported (expected {FORMAT_VERSION})")
     try:
-        config = config_from_dict(meta["model"])
+        saved = meta["model"]
+        config = config_from_dict({**lookup(saved["name"]).legacy_defaults, **saved})
     except (KeyError, TypeError, ValueError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         raise ValueError(f"{config_file}: invalid model config: {message}") from err

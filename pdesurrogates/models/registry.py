@@ -23,8 +23,8 @@ class RegistryEntry:
     """One registered model: its name, config dataclass and ``nn.Module`` class (or builder).
 
     ``legacy_defaults`` are the values of config fields added after the first checkpoints of this
-    model were written, as those checkpoints were built (used only when reading the first,
-    unversioned checkpoint format).
+    model were written, as those checkpoints were built (used when a checkpoint's config lacks
+    them).
     """
 
     name: str

@@ -3,23 +3,38 @@
 MgNO (He, Liu, Xu, ICLR 2024) writes a neural operator's linear layers as multigrid V-cycles whose
 operator ``A`` and smoother ``B`` are learned convolutions. Used as a *preconditioner*, the operator
 is known, so this network keeps MgNO's V-cycle but applies the system's own finite-volume operator
-``A(a)`` on every level and learns only what multigrid leaves open: the smoother. Its inputs are the
-coefficient ``a`` and the residual ``r``, its output ``z ~ A(a)^-1 r``:
+on every level and learns only what multigrid leaves open: the smoother. Its inputs are the system
+and the residual ``r``, its output ``z ~ A^-1 r``.
 
-* **Levels**: node grids coarsened ``N -> ceil((N-1)/2) + 1`` down to at most ``coarsest_nodes`` per
-  side (any grid size, nested when ``N - 1`` is a power of two); the coefficient is restricted by
-  weighted averaging and the operator rediscretised with the same stencil
-  (:func:`pdesurrogates.physics.operators.apply_diffusion`); the coarsest system is solved exactly.
-* **Transfers**: geometric (bi/tri)linear interpolation ``P`` between the node grids and its
-  transpose (scaled by the cell-volume ratio) as restriction.
-* **Smoother** (learned, shared by all levels, so one network serves every grid size):
-  ``z = D^-1 W2 * ((W1 * res) . (1 + G(log a)))`` with ``W1, W2`` convolutions and ``G`` a
-  convolution of the log-coefficient. It is linear in the residual and nonlinear in the
-  coefficient; initialised to damped Jacobi, so an untrained network is classical geometric
-  multigrid.
+Two hierarchies (``MultigridPreconditionerConfig.hierarchy``):
 
-Because the map ``r -> z`` is linear but not symmetric (pre- and post-smoothers differ), the
-preconditioner is flagged ``linear = True, symmetric = False`` and runs in flexible CG.
+* ``"boxmg"`` (default): black-box multigrid (Alcouffe, Brandt, Dendy and Painter 1981; Dendy
+  1982), :mod:`pdesurrogates.linalg.boxmg`. Operator-dependent interpolation ``P`` from the
+  stencil, restriction ``P^T`` and Galerkin coarse operators ``P^T A P`` (9-point in 2D, 27-point in
+  3D), so the coarse levels see the coefficient's jumps: robust to contrasts of ``1e6``. Any grid
+  size (``m`` interior nodes per axis coarsen to ``m // 2``; nested on ``2^k + 1`` nodes). The
+  smoother reads the local stencil (couplings over the diagonal), which does not change when the
+  coefficient is scaled, so one network serves every contrast.
+* ``"rediscretised"``: the first hierarchy, kept for checkpoints whose config predates the choice
+  (they load with it). Node grids coarsened ``N -> ceil((N-1)/2) + 1``, the coefficient restricted
+  by weighted averaging and the operator rediscretised; (bi/tri)linear interpolation and its
+  transpose scaled by the cell-volume ratio; the smoother reads ``log a``. It degrades at high
+  contrast (averaged coefficients do not see the interfaces).
+
+On both the coarsest level (at most ``coarsest_nodes`` nodes per side) is solved exactly.
+
+**Smoother** (learned, shared by all levels, so one network serves every grid size):
+``z = W2 * ((W1 * D^-1 res) . (1 + G(features)))`` (BoxMG; features: the stencil's normalised
+couplings) or ``z = D^-1 W2 * ((W1 * res) . (1 + G(log a)))`` (rediscretised), with ``W1, W2``
+convolutions and ``G`` a convolution of the level's features. It is linear in the residual and
+nonlinear in the operator; initialised to damped Jacobi, so an untrained network is classical
+multigrid (BoxMG or geometric).
+
+The map ``r -> z`` is linear. With ``symmetric = True`` (default) the post-smoother is the
+transpose of the pre-smoother, so the V-cycle is a symmetric operator (positive definite once
+the smoother converges, as training makes it): conjugate gradients keep their short-recurrence
+theory. With separately learned smoothers (``symmetric = False``, the first networks) it is not
+symmetric, and flexible CG can stall on it at high contrast. Either runs in flexible CG.
 
 Training minimises the energy-norm error left by one V-cycle, ``E ||e - M A e||_A^2 / ||e||_A^2``,
 over random errors ``e`` (smooth and rough) and random coefficients: the stochastic estimate of the
@@ -41,14 +56,23 @@ from torch import nn
 from pdesurrogates.linalg.preconditioners import Preconditioner
 from pdesurrogates.models import NETWORKS, save_checkpoint
 from pdesurrogates.physics.grid import Grid
-from pdesurrogates.physics.operators import apply_diffusion, diffusion_diagonal, pad_dirichlet
 from pdesurrogates.solvers.learned._checkpoint import load_network
+from pdesurrogates.solvers.learned.multigrid_hierarchy import (
+    HIERARCHIES,
+    BlackBoxHierarchy,
+    MultigridHierarchy,
+    _interpolation_1d,  # noqa: F401  (the rediscretised hierarchy's 1D interpolation, tested)
+    build_hierarchy,
+    feature_channels,
+)
 
 __all__ = [
+    "BlackBoxHierarchy",
     "MultigridHierarchy",
     "MultigridNeuralOperator",
     "MultigridPreconditionerConfig",
     "NeuralMultigridPreconditioner",
+    "build_hierarchy",
     "random_errors",
     "sample_coefficients",
     "vcycle_energy_loss",
@@ -67,6 +91,15 @@ class MultigridPreconditionerConfig:
         kernel: smoother convolution width (odd).
         pre_smooth, post_smooth: smoothing steps before and after the coarse correction.
         coarsest_nodes: coarsening stops when a side has at most this many nodes.
+        hierarchy: ``"boxmg"`` (operator-dependent interpolation, Galerkin coarse operators; the
+            smoother reads the stencil) or ``"rediscretised"`` (the first hierarchy: averaged
+            coefficients, linear interpolation; the smoother reads ``log a``).
+        symmetric: the post-smoother is the adjoint of the pre-smoother (one set of weights), so
+            the V-cycle is a symmetric operator (needs ``pre_smooth == post_smooth``); otherwise
+            the two are learned apart and the V-cycle is not symmetric.
+
+    Checkpoints saved before ``hierarchy`` and ``symmetric`` existed load as ``"rediscretised"``
+    and ``False``, the network they hold.
     """
 
     name: str = "neural_multigrid"
@@ -76,6 +109,8 @@ class MultigridPreconditionerConfig:
     pre_smooth: int = 1
     post_smooth: int = 1
     coarsest_nodes: int = 5
+    hierarchy: str = "boxmg"
+    symmetric: bool = True
 
     def __post_init__(self) -> None:
         if self.ndim not in (2, 3):
@@ -86,171 +121,35 @@ class MultigridPreconditionerConfig:
             raise ValueError("need at least one smoothing step (pre_smooth + post_smooth >= 1)")
         if self.coarsest_nodes < 3:
             raise ValueError(f"coarsest_nodes must be >= 3, got {self.coarsest_nodes}")
-
-
-def _interpolation_weights(n_fine: int, n_coarse: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each fine node: the coarse node to its left and the weight of the one to its right."""
-    x = torch.linspace(0.0, n_coarse - 1.0, n_fine, dtype=torch.float64)
-    left = x.floor().clamp(max=n_coarse - 2).long()
-    return left, x - left
-
-
-def _interpolation_1d(n_fine: int, n_coarse: int) -> torch.Tensor:
-    """``(n_fine, n_coarse)`` linear interpolation between node grids spanning the same interval."""
-    left, w = _interpolation_weights(n_fine, n_coarse)
-    P = torch.zeros(n_fine, n_coarse, dtype=torch.float64)
-    rows = torch.arange(n_fine)
-    P[rows, left] = 1.0 - w
-    P[rows, left + 1] = w
-    return P
-
-
-class _LinearInterpolation:
-    """Linear interpolation between node grids along each axis, and its transpose, in O(points).
-
-    Equal to the Kronecker product of :func:`_interpolation_1d` matrices; the coarse side is padded
-    with zero boundary values so that both maps act on interior (unknown) fields. The restriction is
-    the transpose scaled by the ratio of cell volumes (full weighting on nested grids).
-    """
-
-    def __init__(self, fine: Grid, coarse: Grid, device=None) -> None:
-        self.fine_shape, self.coarse_shape = fine.shape, coarse.shape
-        self.restrict_scale = math.prod(hf / hc for hf, hc in zip(fine.spacing, coarse.spacing))
-        self.left, self.weight = [], []
-        for nf, nc in zip(fine.shape, coarse.shape):
-            left, w = _interpolation_weights(nf, nc)
-            self.left.append(left.to(device))
-            self.weight.append(w.to(device))
-
-    def _shape(self, w: torch.Tensor, axis: int, ndim: int) -> torch.Tensor:
-        shape = [1] * ndim
-        shape[axis] = -1
-        return w.reshape(shape)
-
-    def full(self, x: torch.Tensor) -> torch.Tensor:
-        """Coarse node field ``(..., *coarse_shape)`` -> fine node field."""
-        nd = len(self.fine_shape)
-        for d in range(nd):
-            axis = x.ndim - nd + d
-            w = self._shape(self.weight[d].to(x.dtype), axis, x.ndim)
-            x = x.index_select(axis, self.left[d]) * (1 - w) + x.index_select(axis, self.left[d] + 1) * w
-        return x
-
-    def full_transpose(self, y: torch.Tensor) -> torch.Tensor:
-        """Fine node field -> coarse node field (the adjoint of :meth:`full`)."""
-        nd = len(self.fine_shape)
-        for d in range(nd):
-            axis = y.ndim - nd + d
-            w = self._shape(self.weight[d].to(y.dtype), axis, y.ndim)
-            shape = list(y.shape)
-            shape[axis] = self.coarse_shape[d]
-            out = torch.zeros(shape, dtype=y.dtype, device=y.device)
-            out = out.index_add(axis, self.left[d], y * (1 - w)).index_add(axis, self.left[d] + 1, y * w)
-            y = out
-        return y
-
-    def prolong(self, e: torch.Tensor) -> torch.Tensor:
-        nd = len(self.fine_shape)
-        return interior_of(self.full(pad_dirichlet(e, nd)), nd)
-
-    def restrict(self, r: torch.Tensor) -> torch.Tensor:
-        nd = len(self.fine_shape)
-        return interior_of(self.full_transpose(pad_dirichlet(r, nd)), nd) * self.restrict_scale
-
-
-class _Level:
-    """One grid of the hierarchy: operator, inverse diagonal, encoded coefficient, transfers."""
-
-    def __init__(self, grid: Grid, a: torch.Tensor, shift: float = 0.0) -> None:
-        self.grid = grid
-        self.a = a  # (B or 1, 1, *grid.shape)
-        self.shift = shift
-        self.inv_diag = 1.0 / (diffusion_diagonal(a, grid) + shift)
-        log_a = torch.log(a)
-        self.log_a = interior_of(log_a - log_a.mean(tuple(range(1, a.ndim)), keepdim=True), grid.ndim)
-        self.transfer: _LinearInterpolation | None = None  # to the next coarser level
-        self.coarse_inverse: torch.Tensor | None = None
-
-    def apply_A(self, u: torch.Tensor) -> torch.Tensor:
-        out = apply_diffusion(self.a, pad_dirichlet(u, self.grid.ndim), self.grid)
-        return out + self.shift * u if self.shift else out
-
-
-def interior_of(x: torch.Tensor, ndim: int) -> torch.Tensor:
-    """The interior part of a node field (drops one boundary layer per side)."""
-    return x[(Ellipsis,) + (slice(1, -1),) * ndim]
-
-
-class MultigridHierarchy:
-    """Grids, restricted coefficients, transfers and the exact coarsest solve for one or more systems.
-
-    Args:
-        grid: fine Dirichlet grid.
-        coefficient: ``(*grid.shape)`` or ``(B, 1, *grid.shape)`` positive node values (``None``: a = 1).
-        coarsest_nodes: stop coarsening at this many nodes per side.
-        shift: ``c >= 0`` of the operator ``-div(a grad .) + c I`` on every level.
-        dtype, device: of the stored tensors.
-    """
-
-    def __init__(self, grid: Grid, coefficient=None, coarsest_nodes: int = 5, shift: float = 0.0,
-                 dtype: torch.dtype = torch.float64, device=None) -> None:
-        if grid.boundary != "dirichlet":
-            raise ValueError(f"MultigridHierarchy needs a Dirichlet grid, got {grid.boundary!r}")
-        nd = grid.ndim
-        a = torch.ones(grid.shape) if coefficient is None else torch.as_tensor(coefficient)
-        a = a.to(dtype=dtype, device=device)
-        if a.ndim == nd:
-            a = a[None, None]
-        if a.ndim != nd + 2 or tuple(a.shape[2:]) != grid.shape or a.shape[1] != 1:
-            raise ValueError(f"coefficient has shape {tuple(a.shape)}; the grid needs {grid.shape} "
-                             f"or (batch, 1, *{grid.shape})")
-        if not torch.isfinite(a).all() or not (a > 0).all():
-            raise ValueError("coefficient must be finite and positive everywhere")
-        if not (math.isfinite(shift) and shift >= 0):
-            raise ValueError(f"shift must be finite and >= 0, got {shift}")
-        self.levels = [_Level(grid, a, shift)]
-        while max(self.levels[-1].grid.shape) > coarsest_nodes:
-            fine = self.levels[-1]
-            shape = tuple(math.ceil((s - 1) / 2) + 1 for s in fine.grid.shape)
-            coarse_grid = Grid(shape, length=fine.grid.length)
-            fine.transfer = _LinearInterpolation(fine.grid, coarse_grid, device=device)
-            a_c = fine.transfer.full_transpose(fine.a) / fine.transfer.full_transpose(torch.ones_like(fine.a))
-            self.levels.append(_Level(coarse_grid, a_c, shift))
-        last = self.levels[-1]
-        k = math.prod(last.grid.interior_shape)
-        eye = torch.eye(k, dtype=dtype, device=device).reshape(k, *last.grid.interior_shape)
-        cols = last.apply_A(eye[None])  # (B or 1, k, *interior): A applied to every unit vector
-        dense = cols.reshape(cols.shape[0], k, k)
-        last.coarse_inverse = torch.linalg.inv(dense)  # (B or 1, k, k), symmetric
-
-    @property
-    def grid(self) -> Grid:
-        return self.levels[0].grid
-
-    def prolong(self, level: int, e: torch.Tensor) -> torch.Tensor:
-        return self.levels[level].transfer.prolong(e)
-
-    def restrict(self, level: int, r: torch.Tensor) -> torch.Tensor:
-        return self.levels[level].transfer.restrict(r)
-
-    def coarse_solve(self, f: torch.Tensor) -> torch.Tensor:
-        last = self.levels[-1]
-        k = last.coarse_inverse.shape[-1]
-        flat = f.reshape(f.shape[0], k, 1)
-        inv = last.coarse_inverse.to(f.dtype)
-        return (inv @ flat).reshape(f.shape)
+        if self.hierarchy not in HIERARCHIES:
+            raise ValueError(f"MultigridPreconditionerConfig.hierarchy must be one of {list(HIERARCHIES)}, "
+                             f"got {self.hierarchy!r}")
+        if not isinstance(self.symmetric, bool):
+            raise TypeError(f"MultigridPreconditionerConfig.symmetric must be true or false, got {self.symmetric!r}")
+        if self.symmetric and self.pre_smooth != self.post_smooth:
+            raise ValueError(f"a symmetric V-cycle needs pre_smooth == post_smooth, got {self.pre_smooth} and "
+                             f"{self.post_smooth} (or set symmetric = false)")
 
 
 class _Smoother(nn.Module):
-    """``z = D^-1 W2 * ((W1 * r) . (1 + G(log a)))``; damped Jacobi at initialisation."""
+    """A learned smoother, damped Jacobi ``z = omega D^-1 r`` at initialisation.
+
+    BoxMG hierarchy: ``z = D^-1/2 W2 * ((W1 * D^-1/2 r) . (1 + G(features)))``. In the variables
+    ``D^1/2 u`` the operator is ``D^-1/2 A D^-1/2``, whose couplings (the features) stay bounded
+    whatever the contrast, so the network sees the same numbers for a coefficient and for any
+    multiple of it, also across an interface; its transpose (:meth:`adjoint`) has the same form.
+    Rediscretised hierarchy (the first networks): ``z = D^-1 W2 * ((W1 * r) . (1 + G(log a)))``.
+    """
 
     def __init__(self, config: MultigridPreconditionerConfig) -> None:
         super().__init__()
+        self.root_scaled = config.hierarchy == "boxmg"
+        self.conv_transpose = nn.functional.conv_transpose2d if config.ndim == 2 else nn.functional.conv_transpose3d
         conv = nn.Conv2d if config.ndim == 2 else nn.Conv3d
         c, k = config.hidden, config.kernel
         self.inp = conv(1, c, k, padding=k // 2, bias=False)
         self.out = conv(c, 1, k, padding=k // 2, bias=False)
-        self.gate = conv(1, c, k, padding=k // 2)
+        self.gate = conv(feature_channels(config.hierarchy, config.ndim), c, k, padding=k // 2)
         with torch.no_grad():
             centre = (0, 0) + (k // 2,) * config.ndim
             self.inp.weight.normal_(0.0, 0.1)  # hidden channels 1.. start random, unused (out = 0)
@@ -261,19 +160,52 @@ class _Smoother(nn.Module):
             self.gate.weight.zero_()
             self.gate.bias.zero_()
 
-    def forward(self, r: torch.Tensor, level: _Level) -> torch.Tensor:
+    def scale(self, level) -> torch.Tensor:
+        """``1 + G(features)`` of a level; kept on the level while no gradient is taken (it depends
+        only on the level and the gate's weights, and costs most of a smoothing step)."""
+        dtype = self.gate.weight.dtype
+        if torch.is_grad_enabled():
+            return 1.0 + self.gate(level.features.to(dtype))
+        key = (self.gate.weight.data_ptr(), self.gate.weight._version, self.gate.bias._version, dtype)
+        cached = level.cache.get(id(self))
+        if cached is None or cached[0] != key:
+            cached = (key, 1.0 + self.gate(level.features.to(dtype)))
+            level.cache[id(self)] = cached
+        return cached[1]
+
+    def forward(self, r: torch.Tensor, level) -> torch.Tensor:
         # Convolutions run in the weights' dtype (float32 is several times faster on CPU than
         # float64); the V-cycle around them stays in the residual's dtype.
         dtype = self.inp.weight.dtype
-        h = self.inp(r.to(dtype)) * (1.0 + self.gate(level.log_a.to(dtype)))
+        if self.root_scaled:
+            h = self.inp((r * level.inv_root_diag).to(dtype)) * self.scale(level)
+            return self.out(h).to(r.dtype) * level.inv_root_diag
+        h = self.inp(r.to(dtype)) * self.scale(level)
         return self.out(h).to(r.dtype) * level.inv_diag
+
+    def adjoint(self, r: torch.Tensor, level) -> torch.Tensor:
+        """The transpose of :meth:`forward` (transposed convolutions with the same weights)."""
+        dtype = self.inp.weight.dtype
+        pad = self.inp.padding
+
+        def transposed(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
+            return self.conv_transpose(x, conv.weight, padding=pad)
+
+        if self.root_scaled:
+            h = transposed((r * level.inv_root_diag).to(dtype), self.out) * self.scale(level)
+            return transposed(h, self.inp).to(r.dtype) * level.inv_root_diag
+        h = transposed((r * level.inv_diag).to(dtype), self.out) * self.scale(level)
+        return transposed(h, self.inp).to(r.dtype)
 
 
 class MultigridNeuralOperator(nn.Module):
     """Learned V-cycle ``(hierarchy, r (B, 1, *interior)) -> z ~ A^-1 r`` (linear in ``r``).
 
+    ``hierarchy`` is a :class:`BlackBoxHierarchy` or :class:`MultigridHierarchy`, the kind the
+    config names (:func:`build_hierarchy`, or :meth:`hierarchy_for`).
+
     >>> net = MultigridNeuralOperator(MultigridPreconditionerConfig(ndim=2))
-    >>> H = MultigridHierarchy(Grid((17, 17)))
+    >>> H = net.hierarchy_for(Grid((17, 17)))
     >>> net(H, torch.ones(1, 1, 15, 15, dtype=torch.float64)).shape
     torch.Size([1, 1, 15, 15])
     """
@@ -282,17 +214,26 @@ class MultigridNeuralOperator(nn.Module):
         super().__init__()
         self.config = config
         self.pre = _Smoother(config)
-        self.post = _Smoother(config)
+        self.post = None if config.symmetric else _Smoother(config)
 
-    def forward(self, hierarchy: MultigridHierarchy, r: torch.Tensor) -> torch.Tensor:
+    def hierarchy_for(self, grid: Grid, coefficient=None, shift: float = 0.0, dtype: torch.dtype = torch.float64,
+                      device=None) -> BlackBoxHierarchy | MultigridHierarchy:
+        """The hierarchy this network runs on, for the systems ``(grid, coefficient, shift)``."""
+        return build_hierarchy(self.config.hierarchy, grid, coefficient, self.config.coarsest_nodes, shift,
+                               dtype=dtype, device=device)
+
+    def forward(self, hierarchy, r: torch.Tensor) -> torch.Tensor:
         nd = self.config.ndim
+        if hierarchy.kind != self.config.hierarchy:
+            raise ValueError(f"network was built for the {self.config.hierarchy!r} hierarchy, got a "
+                             f"{hierarchy.kind!r} one")
         if hierarchy.grid.ndim != nd:
             raise ValueError(f"network is {nd}D but the hierarchy's grid is {hierarchy.grid.ndim}D")
         if r.ndim != nd + 2 or r.shape[1] != 1 or tuple(r.shape[2:]) != hierarchy.grid.interior_shape:
             raise ValueError(f"residual must be (batch, 1, *{hierarchy.grid.interior_shape}), got {tuple(r.shape)}")
         return self._vcycle(hierarchy, 0, r)
 
-    def _vcycle(self, H: MultigridHierarchy, level: int, f: torch.Tensor) -> torch.Tensor:
+    def _vcycle(self, H, level: int, f: torch.Tensor) -> torch.Tensor:
         if level == len(H.levels) - 1:
             return H.coarse_solve(f)
         lev = H.levels[level]
@@ -304,30 +245,40 @@ class MultigridNeuralOperator(nn.Module):
         correction = H.prolong(level, self._vcycle(H, level + 1, H.restrict(level, res)))
         u = correction if u is None else u + correction
         for _ in range(self.config.post_smooth):
-            u = u + self.post(f - lev.apply_A(u), lev)
+            res = f - lev.apply_A(u)
+            u = u + (self.pre.adjoint(res, lev) if self.post is None else self.post(res, lev))
         return u
 
 
-def vcycle_energy_loss(net: MultigridNeuralOperator, hierarchy: MultigridHierarchy, e: torch.Tensor) -> torch.Tensor:
-    """Mean ``||e - M A e||_A^2 / ||e||_A^2`` over a batch of errors ``e (B, 1, *interior)``."""
+def vcycle_energy_loss(net: MultigridNeuralOperator, hierarchy, e: torch.Tensor, cycles: int = 1) -> torch.Tensor:
+    """Mean ``(||E^k e||_A^2 / ||e||_A^2)^(1/k)`` over a batch of errors ``e (B, 1, *interior)``, with
+    ``E = I - M A`` the V-cycle's error propagation and ``k = cycles`` (``k = 1``: the energy left by
+    one V-cycle; larger ``k`` weights the slowly reduced errors, as a power iteration does)."""
     lev = hierarchy.levels[0]
     Ae = lev.apply_A(e)
-    err = e - net(hierarchy, Ae)
+    err, A_err = e, Ae
+    for _ in range(cycles):
+        err = err - net(hierarchy, A_err)
+        A_err = lev.apply_A(err)
     dims = tuple(range(1, e.ndim))
-    return ((err * lev.apply_A(err)).sum(dims) / (e * Ae).sum(dims)).mean()
+    ratio = (err * A_err).sum(dims) / (e * Ae).sum(dims)
+    return (ratio if cycles == 1 else ratio.clamp(min=0.0) ** (1.0 / cycles)).mean()
 
 
 class NeuralMultigridPreconditioner(Preconditioner):
-    """A :class:`MultigridNeuralOperator` attached to one system ``-div(a grad u) = f``.
+    """A :class:`MultigridNeuralOperator` attached to one system ``-div(a grad u) + shift u = f``.
 
     ``apply(r)`` takes ``(n,)`` or ``(B, n)`` residuals (numpy or torch, any device the network is
     on) and runs the learned V-cycle in float64 around convolutions in the network's dtype (a
     float32 network is linear in ``r`` up to float32 rounding; ``network.double()`` makes it exact
-    at several times the cost on CPU). Not symmetric: use it in :func:`pdesurrogates.linalg.fcg`.
+    at several times the cost on CPU). Use it in :func:`pdesurrogates.linalg.fcg`; the flag
+    ``symmetric`` is set for a symmetric network (config ``symmetric``) in float64, whose V-cycle
+    is symmetric to round-off (in float32 only to float32 rounding).
+    The hierarchy (the network config's ``hierarchy``) is built once, here.
 
     Args:
         network: trained network.
-        grid: the system's Dirichlet grid (boundary nodes included).
+        grid: the system's Dirichlet grid (boundary nodes included), any size.
         coefficient: node values ``grid.shape`` (``None``: the Laplacian).
         shift: ``c >= 0`` for the system ``-div(a grad u) + c u`` (implicit time steps:
             ``c = 1/dt``), applied on every level.
@@ -345,9 +296,9 @@ class NeuralMultigridPreconditioner(Preconditioner):
             if grid.ndim != network.config.ndim:
                 raise ValueError(f"network is {network.config.ndim}D but the grid {grid.shape} is {grid.ndim}D")
             param = next(network.parameters())
-            self.hierarchy = MultigridHierarchy(grid, coefficient, network.config.coarsest_nodes, shift,
-                                                dtype=torch.float64, device=param.device)
+            self.hierarchy = network.hierarchy_for(grid, coefficient, shift, dtype=torch.float64, device=param.device)
             self.n = math.prod(grid.interior_shape)
+        self.symmetric = bool(network.config.symmetric) and next(network.parameters()).dtype == torch.float64
 
     def for_system(self, grid: Grid, coefficient=None, shift: float = 0.0) -> NeuralMultigridPreconditioner:
         """The same network attached to the system on ``grid`` with ``coefficient``."""
@@ -362,8 +313,7 @@ class NeuralMultigridPreconditioner(Preconditioner):
         n = math.prod(shape)
         if r_t.shape[-1] != n:
             raise ValueError(f"residual has length {r_t.shape[-1]}, the grid {self.hierarchy.grid.shape} has {n} unknowns")
-        device = self.hierarchy.levels[0].a.device
-        field = r_t.reshape(-1, 1, *shape).to(device=device, dtype=torch.float64)
+        field = r_t.reshape(-1, 1, *shape).to(device=self.hierarchy.device, dtype=torch.float64)
         z = self.network(self.hierarchy, field).reshape(-1, n).to(device=r_t.device, dtype=r_t.dtype)
         z = z.reshape(r_t.shape)
         return z.numpy() if isinstance(r, np.ndarray) else z
@@ -390,12 +340,12 @@ class NeuralMultigridPreconditioner(Preconditioner):
         return cls(load_network(path, MultigridNeuralOperator).float(), grid, coefficient, shift)
 
 
-_COEFFICIENT_KINDS = ("ones", "darcy", "mixed")
+_COEFFICIENT_KINDS = ("ones", "darcy", "mixed", "contrast")
 
 
 def _check_coefficient_kind(kind: str) -> None:
     if kind not in _COEFFICIENT_KINDS:
-        raise ValueError(f"coefficient must be 'ones', 'darcy' or 'mixed', got {kind!r}")
+        raise ValueError(f"coefficient must be one of {list(_COEFFICIENT_KINDS)}, got {kind!r}")
 
 
 def random_errors(n: int, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
@@ -415,21 +365,32 @@ def random_errors(n: int, shape: tuple[int, ...], generator: torch.Generator) ->
 
 
 def sample_coefficients(n: int, resolution: int, kind: str, generator: torch.Generator, *, ndim: int = 2,
-                        high: float = 12.0, low: float = 3.0) -> torch.Tensor:
-    """``(n, 1, *grid)`` float64 training coefficients: ``kind`` ``"ones"``, ``"darcy"`` (two-phase
-    ``high``/``low``, 2D) or ``"mixed"`` (every other one two-phase)."""
+                        high: float = 12.0, low: float = 3.0, max_contrast: float = 1e6) -> torch.Tensor:
+    """``(n, 1, *grid)`` float64 training coefficients (thresholded Gaussian random fields, 2D).
+
+    ``kind``: ``"ones"``; ``"darcy"`` (two-phase ``high``/``low``); ``"mixed"`` (every other one
+    two-phase); ``"contrast"`` (two-phase ``c``/``1`` with ``c`` drawn log-uniformly in
+    ``[1, max_contrast]`` per coefficient).
+    """
     from pdesurrogates.physics.darcy import sample_coefficient
 
     _check_coefficient_kind(kind)
+    if kind == "contrast" and not (math.isfinite(max_contrast) and max_contrast >= 1):
+        raise ValueError(f"max_contrast must be finite and >= 1, got {max_contrast}")
     shape = (resolution,) * ndim
     pool = []
     for i in range(n):
         if kind == "ones" or (kind == "mixed" and i % 2 == 0):
             pool.append(torch.ones(shape, dtype=torch.float64))
+        elif kind == "contrast":
+            c = math.exp(float(torch.rand((), generator=generator, dtype=torch.float64)) * math.log(max_contrast))
+            pool.append(torch.as_tensor(sample_coefficient(resolution, generator, high=c, low=1.0)))
         else:
             pool.append(torch.as_tensor(sample_coefficient(resolution, generator, high=high, low=low)))
     return torch.stack(pool)[:, None]
 
 
+# Checkpoints written before ``hierarchy`` existed hold the rediscretised network.
 NETWORKS.register("neural_multigrid", MultigridPreconditionerConfig,
-                  lambda **fields: MultigridNeuralOperator(MultigridPreconditionerConfig(**fields)))
+                  lambda **fields: MultigridNeuralOperator(MultigridPreconditionerConfig(**fields)),
+                  legacy_defaults={"hierarchy": "rediscretised", "symmetric": False})

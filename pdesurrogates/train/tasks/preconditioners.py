@@ -6,7 +6,7 @@ A config file names the task and has a ``[problem]`` table (what the systems loo
 
     task = "neural_multigrid"
     seed = 0
-    [problem]                # DiffusionProblem: resolution, ndim, coefficient, n_coefficients, high, low
+    [problem]                # DiffusionProblem: resolution, ndim, coefficient, n_coefficients, high, low, max_contrast
     resolution = 33
     [model]                  # MultigridPreconditionerConfig fields
     hidden = 8
@@ -53,9 +53,9 @@ from pdesurrogates.solvers.learned.conjugate_direction import (
     ritz_training_set,
 )
 from pdesurrogates.solvers.learned.multigrid_preconditioner import (
-    MultigridHierarchy,
     MultigridNeuralOperator,
     MultigridPreconditionerConfig,
+    build_hierarchy,
     random_errors,
     sample_coefficients,
     vcycle_energy_loss,
@@ -77,7 +77,7 @@ from pdesurrogates.train.config import (
 )
 from pdesurrogates.train.engine import RunContext, Task
 
-COEFFICIENTS = ("ones", "darcy", "mixed")
+COEFFICIENTS = ("ones", "darcy", "mixed", "contrast")
 _POOL, _VALIDATION = 10**9, 10**9 + 1  # generator indices of the coefficient pool and the validation batch
 
 
@@ -91,11 +91,16 @@ class DiffusionProblem:
         Nodes per side (boundary included).
     ndim : int
         2 or 3.
-    coefficient : {"ones", "darcy", "mixed"}
+    coefficient : {"ones", "darcy", "mixed", "contrast"}
         Poisson, two-phase ``high``/``low`` coefficients (thresholded Gaussian random fields, the FNO
-        Darcy setting; 2D only) or half and half.
+        Darcy setting; 2D only), half and half, or two-phase ``c``/``1`` with the contrast ``c``
+        drawn log-uniformly in ``[1, max_contrast]`` per coefficient (2D only).
     n_coefficients : int
         Size of the pool of coefficients drawn once per run.
+    high, low : float
+        The two values of ``"darcy"`` coefficients.
+    max_contrast : float
+        Largest contrast of ``"contrast"`` coefficients.
     """
 
     resolution: int = 33
@@ -104,6 +109,7 @@ class DiffusionProblem:
     n_coefficients: int = 32
     high: float = 12.0
     low: float = 3.0
+    max_contrast: float = 1e6
 
     def validate(self, where: str) -> None:
         if self.resolution < 5 or self.ndim not in (2, 3) or self.n_coefficients < 1:
@@ -115,6 +121,8 @@ class DiffusionProblem:
             raise UserInputError(f"{where}: two-phase (darcy) coefficients are 2D only; use coefficient = 'ones' in 3D")
         if not (self.high > 0 and self.low > 0):
             raise UserInputError(f"{where}: high and low must be positive, got {self.high}, {self.low}")
+        if not (math.isfinite(self.max_contrast) and self.max_contrast >= 1):
+            raise UserInputError(f"{where}: max_contrast must be finite and >= 1, got {self.max_contrast}")
 
 
 @dataclass(frozen=True)
@@ -139,10 +147,31 @@ class RitzProblem(DiffusionProblem):
 
     def validate(self, where: str) -> None:
         super().validate(where)
-        if self.coefficient == "mixed":
+        if self.coefficient not in ("ones", "darcy"):
             raise UserInputError(f"{where}: DCDM trains on one matrix: coefficient 'ones' or 'darcy'")
         if self.n_samples < 2 or self.n_ritz < 1 or not 0 < self.val_fraction < 1:
             raise UserInputError(f"{where}: need n_samples >= 2, n_ritz >= 1 and 0 < val_fraction < 1")
+
+
+@dataclass(frozen=True)
+class MultigridProblem(DiffusionProblem):
+    """The learned V-cycle's systems and loss (``[problem]`` of task ``neural_multigrid``).
+
+    Attributes
+    ----------
+    cycles : int
+        V-cycles applied to each random error in the loss, ``mean (||E^k e||_A^2 / ||e||_A^2)^(1/k)``
+        with ``E`` the V-cycle's error propagation and ``k = cycles``. ``1`` is the one-cycle energy
+        reduction; ``k > 1`` weights the slowly reduced errors (a power iteration), the ones
+        conjugate gradients meet.
+    """
+
+    cycles: int = 1
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        if isinstance(self.cycles, bool) or not isinstance(self.cycles, int) or self.cycles < 1:
+            raise UserInputError(f"{where}: cycles must be an integer >= 1, got {self.cycles!r}")
 
 
 @dataclass(frozen=True)
@@ -289,7 +318,7 @@ class _SampledTask(Task):
     def coefficient_pool(self) -> torch.Tensor:
         p = self.problem
         return sample_coefficients(p.n_coefficients, p.resolution, p.coefficient, self.generator(_POOL),
-                                   ndim=p.ndim, high=p.high, low=p.low).to(self.device)
+                                   ndim=p.ndim, high=p.high, low=p.low, max_contrast=p.max_contrast).to(self.device)
 
     def evaluate(self, model: nn.Module, run: RunContext) -> dict[str, float]:
         was = model.training
@@ -302,16 +331,28 @@ class _SampledTask(Task):
 
 class NeuralMultigridTask(_SampledTask):
     """The learned V-cycle (:class:`MultigridNeuralOperator`), trained in float64 on the V-cycle's
-    energy-norm error reduction ``E ||e - M A e||_A^2 / ||e||_A^2`` over random errors ``e`` and
-    coefficients from the pool."""
+    energy-norm error reduction ``E ||e - M A e||_A^2 / ||e||_A^2`` (over ``cycles`` V-cycles, see
+    :class:`MultigridProblem`) for random errors ``e`` and coefficients from the pool, on the
+    hierarchy its ``[model]`` names (``hierarchy = "boxmg"`` by default: Galerkin coarse
+    operators; ``coefficient = "contrast"`` trains it on contrasts up to ``max_contrast``)."""
 
     name = "neural_multigrid"
+    problem_class = MultigridProblem
     defaults: ClassVar[dict[str, dict]] = {
         "optimizer": {"name": "adam", "lr": 3e-3, "weight_decay": 0.0},
         "schedule": {"name": "cosine"},
         "train": {"epochs": 6, "steps_per_epoch": 50, "batch_size": 8},
         "eval": {},
     }
+
+    @classmethod
+    def parse_model(cls, raw: dict[str, Any], problem: Any, where: str) -> Any:
+        try:
+            return super().parse_model(raw, problem, where)
+        except ValueError as exc:  # the config's own checks (kernel, hierarchy, smoothing steps)
+            if isinstance(exc, UserInputError):
+                raise
+            raise UserInputError(f"{where}: {exc}") from exc
 
     def setup(self, run: RunContext) -> None:
         super().setup(run)
@@ -324,10 +365,10 @@ class NeuralMultigridTask(_SampledTask):
         gen = self.generator(item)
         idx = torch.randint(0, self.pool.shape[0], (self.batch,), generator=gen)
         e = random_errors(self.batch, self.grid.interior_shape, gen).to(self.device)
-        hierarchy = MultigridHierarchy(self.grid, self.pool[idx.to(self.device)], self.config.model.coarsest_nodes,
-                                       device=self.device)
-        loss = vcycle_energy_loss(model, hierarchy, e)
-        return loss, {}
+        m = self.config.model
+        hierarchy = build_hierarchy(m.hierarchy, self.grid, self.pool[idx.to(self.device)], m.coarsest_nodes,
+                                    device=self.device)
+        return vcycle_energy_loss(model, hierarchy, e, cycles=self.problem.cycles), {}
 
 
 class DCDMTask(_SampledTask):
@@ -440,6 +481,7 @@ def train_network(task: _SampledTask, out_dir: str | Path | None = None, **fit_o
 __all__ = [
     "DCDMTask",
     "DiffusionProblem",
+    "MultigridProblem",
     "NeuralMultigridTask",
     "OperatorPreconditionerTask",
     "PreconditionerTrainConfig",
