@@ -97,7 +97,7 @@ def test_adjoint_inversion_recovers_log_a_on_a_17_grid():
     assert relative_l2(torch.zeros_like(truth), truth) == 1.0
     assert relative_l2(result.theta, truth) < 0.4
     assert start_misfit > 10 and result.misfit <= 1.5
-    assert result.evaluations == len(result.trace) and result.iterations <= 60
+    assert result.iterations <= 60 and result.evaluations == len(result.trace) >= result.iterations
 
 
 def test_surrogate_forward_is_the_checkpoints_prediction_with_a_gradient(tmp_path):

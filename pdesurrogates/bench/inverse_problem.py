@@ -138,6 +138,9 @@ class SolverForward:
         m = self.grid.shape[0] - 2
         f = torch.ones(m * m, dtype=theta.dtype, device=theta.device)
         res = pcg(op, f, rtol=self.rtol, maxiter=20 * m * m, M=M)
+        if not res.converged:
+            raise RuntimeError(f"SolverForward: PCG did not reach rtol={self.rtol} in {res.iterations} "
+                               "iterations")
         return torch.nn.functional.pad(res.x.reshape(m, m), (1, 1, 1, 1))
 
 
@@ -203,11 +206,13 @@ class Inversion:
     evaluations: int  # objective + gradient evaluations (forward + backward of the map)
     seconds: float
     misfit: float  # RMS of (u[obs] - d) / noise_std under the map that was optimised
+    tolerance_grad: float  # the stopping threshold on max |dJ/dxi|
     trace: list[tuple[float, torch.Tensor]] = field(default_factory=list)  # (seconds, theta) per evaluation
 
 
 def invert(forward, prior: LogNormalPrior, obs: torch.Tensor, data: torch.Tensor, noise_std: float, *,
-           xi0: torch.Tensor | None = None, max_iter: int = 200, tolerance_grad: float = 1e-4) -> Inversion:
+           xi0: torch.Tensor | None = None, max_iter: int = 500, rtol_grad: float = 1e-5,
+           tolerance_grad: float | None = None) -> Inversion:
     """MAP estimate of ``theta`` by L-BFGS on the whitened prior coordinates (module docstring).
 
     Parameters
@@ -224,22 +229,23 @@ def invert(forward, prior: LogNormalPrior, obs: torch.Tensor, data: torch.Tensor
         Standard deviation of the observation noise.
     xi0 : torch.Tensor, optional
         Start (default ``0``: the prior mean, ``a = 1``).
-    max_iter, tolerance_grad
-        L-BFGS limits (iterations; largest gradient entry of ``J``).
+    max_iter : int
+        Most L-BFGS iterations.
+    rtol_grad, tolerance_grad : float
+        Stop when the largest entry of ``dJ/dxi`` is below ``tolerance_grad``, by default
+        ``rtol_grad`` times its value at the start (or when ``J`` and ``xi`` stop changing, to
+        ``1e-10``: the line search has run out of precision).
     """
     if obs.shape != data.shape or obs.ndim != 1:
         raise UserInputError(f"invert: obs and data must both be (n_obs,), got {tuple(obs.shape)} and "
                              f"{tuple(data.shape)}")
     xi = (torch.zeros(prior.shape, dtype=torch.float64) if xi0 is None else xi0.detach().clone())
     xi.requires_grad_(True)
-    opt = torch.optim.LBFGS([xi], lr=1.0, max_iter=max_iter, max_eval=2 * max_iter,
-                            tolerance_grad=tolerance_grad, tolerance_change=1e-10, history_size=100,
-                            line_search_fn="strong_wolfe")
     trace: list[tuple[float, torch.Tensor]] = []
     start = time.perf_counter()
 
     def objective():
-        opt.zero_grad()
+        xi.grad = None
         theta = prior.field(xi)
         residual = (forward(theta).reshape(-1)[obs] - data) / noise_std
         loss = 0.5 * (residual**2).sum() + 0.5 * (xi**2).sum()
@@ -247,13 +253,19 @@ def invert(forward, prior: LogNormalPrior, obs: torch.Tensor, data: torch.Tensor
         trace.append((time.perf_counter() - start, theta.detach()))
         return loss
 
-    opt.step(objective)
+    first = [objective()]  # its gradient sets the scale of the stopping test; L-BFGS reuses it
+    if tolerance_grad is None:
+        tolerance_grad = rtol_grad * float(xi.grad.abs().max())
+    opt = torch.optim.LBFGS([xi], lr=1.0, max_iter=max_iter, max_eval=2 * max_iter,
+                            tolerance_grad=tolerance_grad, tolerance_change=1e-10, history_size=100,
+                            line_search_fn="strong_wolfe")
+    opt.step(lambda: first.pop() if first else objective())
     seconds = time.perf_counter() - start
     state = opt.state[xi]
     with torch.no_grad():
         theta = prior.field(xi.detach())
         misfit = float(((forward(theta).reshape(-1)[obs] - data) / noise_std).pow(2).mean().sqrt())
-    return Inversion(theta, xi.detach(), int(state["n_iter"]), int(state["func_evals"]), seconds, misfit,
+    return Inversion(theta, xi.detach(), int(state["n_iter"]), len(trace), seconds, misfit, tolerance_grad,
                      trace)
 
 
@@ -441,7 +453,8 @@ def run(cfg: dict, *, log=print) -> dict:
             rows.append(_row(case, JACOBI, slow, misfit(slow.theta), truth))
         fast = invert(surrogate, *args, max_iter=cfg["max_iter"])
         rows.append(_row(case, SURROGATE, fast, misfit(fast.theta), truth))
-        polished = invert(solver, *args, xi0=fast.xi, max_iter=cfg["max_iter"])
+        polished = invert(solver, *args, xi0=fast.xi, max_iter=cfg["max_iter"],
+                          tolerance_grad=solved.tolerance_grad)  # stop where the adjoint run stopped
         rows.append(_row(case, HYBRID, polished, misfit(polished.theta), truth,
                          seconds=fast.seconds + polished.seconds))
         for r in rows[-4:]:
