@@ -99,6 +99,9 @@ class Stencil:
         self.ndim = ndim
         self.offsets = stencil_offsets(ndim)
         self.centre = len(self.offsets) // 2
+        # couplings that are not zero everywhere (a 5-point stencil applies as 5 points, not 9)
+        nonzero = values.detach().flatten(2).ne(0).any(2).any(0).tolist()
+        self._active = [j for j, on in enumerate(nonzero) if on and j != self.centre]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -119,9 +122,8 @@ class Stencil:
         padded = _pad(u, self.ndim)
         values = self.values.to(u.dtype)
         out = values[:, self.centre : self.centre + 1] * u
-        for j, offset in enumerate(self.offsets):
-            if j != self.centre:
-                out = out + values[:, j : j + 1] * _shifted(padded, offset, self.shape)
+        for j in self._active:
+            out = out + values[:, j : j + 1] * _shifted(padded, self.offsets[j], self.shape)
         return out
 
     def dense(self) -> torch.Tensor:
@@ -271,8 +273,7 @@ class BoxMGInterpolation:
         batch = max(e.shape[0], w.shape[0])
         out = torch.zeros(batch, e.shape[1], *self._padded, dtype=e.dtype, device=e.device)
         for j, offset in enumerate(self.offsets):
-            sl = self._slices(offset)
-            out[sl] = out[sl] + w[:, j : j + 1] * e
+            out[self._slices(offset)] += w[:, j : j + 1] * e
         return out[(Ellipsis,) + tuple(slice(0, n) for n in self.fine_shape)]
 
     def restrict(self, r: torch.Tensor) -> torch.Tensor:

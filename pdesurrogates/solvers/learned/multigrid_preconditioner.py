@@ -144,7 +144,7 @@ class _Smoother(nn.Module):
     def __init__(self, config: MultigridPreconditionerConfig) -> None:
         super().__init__()
         self.root_scaled = config.hierarchy == "boxmg"
-        self.conv_transpose = nn.functional.conv_transpose2d if config.ndim == 2 else nn.functional.conv_transpose3d
+        self.conv = nn.functional.conv2d if config.ndim == 2 else nn.functional.conv3d
         conv = nn.Conv2d if config.ndim == 2 else nn.Conv3d
         c, k = config.hidden, config.kernel
         self.inp = conv(1, c, k, padding=k // 2, bias=False)
@@ -184,12 +184,14 @@ class _Smoother(nn.Module):
         return self.out(h).to(r.dtype) * level.inv_diag
 
     def adjoint(self, r: torch.Tensor, level) -> torch.Tensor:
-        """The transpose of :meth:`forward` (transposed convolutions with the same weights)."""
+        """The transpose of :meth:`forward`: the convolutions transposed (channels swapped, kernels
+        flipped), applied in the reverse order."""
         dtype = self.inp.weight.dtype
         pad = self.inp.padding
+        spatial = tuple(range(2, self.inp.weight.ndim))
 
         def transposed(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
-            return self.conv_transpose(x, conv.weight, padding=pad)
+            return self.conv(x, conv.weight.transpose(0, 1).flip(spatial), padding=pad)
 
         if self.root_scaled:
             h = transposed((r * level.inv_root_diag).to(dtype), self.out) * self.scale(level)
