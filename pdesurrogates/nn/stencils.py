@@ -117,9 +117,9 @@ class DifferenceOperator(nn.Module):
     def kernel(self, spacing: Sequence[float]) -> torch.Tensor:
         """The convolution kernel ``(out, in, 3, ..., 3)`` on a grid of this ``spacing``."""
         rel = [h / self.unit for h in spacing]
-        scale = torch.tensor([1.0 / math.prod(rel[a] for a in axes) for axes in self.term_axes],
-                             dtype=self.weight.dtype, device=self.weight.device)
-        stencils = self.stencils.to(self.weight.dtype) * scale.reshape(-1, *([1] * self.ndim))
+        base = self.stencils.to(self.weight.dtype)
+        # Python-float scales: no host-to-device copy per call
+        stencils = torch.stack([base[t] / math.prod(rel[a] for a in axes) for t, axes in enumerate(self.term_axes)])
         return torch.einsum("toi,t...->oi...", self.weight, stencils)
 
     def forward(self, u: torch.Tensor, spacing: Sequence[float]) -> torch.Tensor:
