@@ -85,7 +85,9 @@ def test_preconditioner_run_interrupted_by_sigint_resumes_bit_identically(name, 
 
 
 def test_every_registered_config_task_is_covered():
-    assert {n for n in TASKS if n not in ("surrogate", "pino", "finetune", "tensors")} == set(TINY)
+    # dataset tasks resume bit for bit in their own tests: surrogate/pino in test_train_loop.py,
+    # rollout in test_rollout_task.py; finetune and tensors have no state beyond the engine's
+    assert {n for n in TASKS if n not in ("surrogate", "pino", "finetune", "tensors", "rollout")} == set(TINY)
 
 
 @pytest.mark.gpu
