@@ -10,7 +10,10 @@ the grid at which it equals the surrogate's error is found by interpolating ``lo
 ``log seconds`` the same way. The speed-up is that time over the surrogate's time per sample (its
 forward pass with normalisation, batch 1 and batched), both measured in the same run and thread
 setting. The solver's time is the solve alone (assembly + factorisation + solve), the surrogate's
-the prediction alone; generating the coefficient is common to both and left out.
+the prediction alone; generating the coefficient is common to both and left out. Times are CPU
+seconds of the calling thread (one torch thread; SciPy's solve runs in it too), so that other
+processes on a shared machine, which preempt a long call more often than a short one, do not bias
+the ratio; median wall times are kept beside them.
 
 Models (points): ``small`` trains the quickstart's FNO recipe and a small MgNO on our generator's
 Darcy data (65² reference, 33² output); ``full`` evaluates the standard Darcy models
@@ -173,20 +176,21 @@ def solver_curve(a: torch.Tensor, u: torch.Tensor, resolutions: list[int], outpu
         s = nested_stride(reference, r)
         coarse = a[:, 0, ::s, ::s].double().numpy()
         solve_darcy(coarse[0])  # warm-up, untimed
-        sols, times = [], []
+        sols, cpu, wall = [], [], []
         for k in range(coarse.shape[0]):
-            t0 = time.perf_counter()
+            c0, t0 = time.thread_time(), time.perf_counter()
             sols.append(solve_darcy(coarse[k]))
-            times.append(time.perf_counter() - t0)
+            cpu.append(time.thread_time() - c0)
+            wall.append(time.perf_counter() - t0)
         sol = torch.as_tensor(np.stack(sols))[:, None]
         curve.append({"resolution": r,
                       "l2_output": float(relative_lp(to_grid(sol, out_res), target)),
                       "l2_nodes": float(relative_lp(sol, u[..., ::s, ::s].double())),
-                      "seconds": statistics.median(times)})
+                      "seconds": statistics.median(cpu), "wall_seconds": statistics.median(wall)})
     return curve
 
 
-def equal_accuracy(curve: list[dict], error: float, key: str = "l2_output") -> dict[str, Any]:
+def equal_accuracy(curve: list[dict], error: float, key: str = "l2_output", seconds: str = "seconds") -> dict[str, Any]:
     """Solver grid and seconds at which its error equals ``error`` (log-log interpolation).
 
     ``bound`` says when ``error`` lies outside the measured errors: ``"coarsest"`` (the surrogate
@@ -196,14 +200,14 @@ def equal_accuracy(curve: list[dict], error: float, key: str = "l2_output") -> d
     pts = sorted(curve, key=lambda c: c["resolution"])
     errs = [c[key] for c in pts]
     if error >= errs[0]:
-        return {"resolution": pts[0]["resolution"], "seconds": pts[0]["seconds"], "bound": "coarsest"}
+        return {"resolution": pts[0]["resolution"], "seconds": pts[0][seconds], "bound": "coarsest"}
     if error <= errs[-1]:
-        return {"resolution": pts[-1]["resolution"], "seconds": pts[-1]["seconds"], "bound": "finest"}
+        return {"resolution": pts[-1]["resolution"], "seconds": pts[-1][seconds], "bound": "finest"}
     for lo, hi in itertools.pairwise(pts):
         if hi[key] <= error <= lo[key]:
             w = math.log(error / lo[key]) / math.log(hi[key] / lo[key])
             r = math.exp(math.log(lo["resolution"]) + w * math.log(hi["resolution"] / lo["resolution"]))
-            t = math.exp(math.log(lo["seconds"]) + w * math.log(hi["seconds"] / lo["seconds"]))
+            t = math.exp(math.log(lo[seconds]) + w * math.log(hi[seconds] / lo[seconds]))
             return {"resolution": r, "seconds": t, "bound": ""}
     raise ValueError(f"the solver's errors do not fall with resolution: {errs}")
 
@@ -225,9 +229,9 @@ def prepare(config: dict[str, Any], device: str) -> dict[str, Any]:
     a_ref = data["a"][:, 0].double().numpy()
     times = []
     for k in range(min(3, a_ref.shape[0])):
-        t0 = time.perf_counter()
+        c0 = time.thread_time()
         solve_darcy(a_ref[k])
-        times.append(time.perf_counter() - t0)
+        times.append(time.thread_time() - c0)
     return {"data": data, "models": models, "curve": curve, "reference_seconds": statistics.median(times)}
 
 
@@ -235,14 +239,16 @@ def points(config: dict[str, Any], context: dict[str, Any]) -> list[dict[str, An
     return [{"model": name} for name in context["models"]]
 
 
-def _time(fn, repeats: int) -> float:
+def _time(fn, repeats: int) -> tuple[float, float]:
+    """Median CPU seconds of this thread and median wall seconds of ``fn()``."""
     fn()
-    times = []
+    cpu, wall = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        cpu.append(time.thread_time() - c0)
+        wall.append(time.perf_counter() - t0)
+    return statistics.median(cpu), statistics.median(wall)
 
 
 @torch.no_grad()
@@ -271,8 +277,9 @@ def measure(point: dict[str, Any], context: dict[str, Any], config: dict[str, An
         predict(batch)
         sync()
 
-    t1 = _time(one, config["repeats"])
-    tb = _time(many, max(2, config["repeats"] // 4)) / batch.shape[0]
+    t1, w1 = _time(one, config["repeats"])
+    tb, wb = _time(many, max(2, config["repeats"] // 4))
+    tb, wb = tb / batch.shape[0], wb / batch.shape[0]
     eq = equal_accuracy(context["curve"], err)
     ref_s = context["reference_seconds"]
     return {
@@ -282,6 +289,8 @@ def measure(point: dict[str, Any], context: dict[str, Any], config: dict[str, An
         "solver_s_equal": eq["seconds"], "surrogate_s_b1": t1, "surrogate_s_batched": tb,
         "speedup_b1": eq["seconds"] / t1, "speedup_batched": eq["seconds"] / tb,
         "solver_s_reference": ref_s, "speedup_vs_reference_b1": ref_s / t1,
+        "surrogate_wall_s_b1": w1, "surrogate_wall_s_batched": wb,
+        "solver_wall_s_equal": equal_accuracy(context["curve"], err, seconds="wall_seconds")["seconds"],
         "solver_curve": context["curve"], "threads": torch.get_num_threads(),
     }
 
@@ -291,13 +300,15 @@ def analyze(rows: list[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any
     out = (r - 1) // config["output_stride"] + 1
     curve = rows[0]["solver_curve"] if rows else []
     table = [{"solver grid": f"{c['resolution']}²", "rel. L2 at the output grid (bilinear)": c["l2_output"],
-              "rel. L2 at its nodes": c["l2_nodes"], "ms per sample": 1e3 * c["seconds"]} for c in curve]
+              "rel. L2 at its nodes": c["l2_nodes"], "CPU ms per sample": 1e3 * c["seconds"],
+              "wall ms per sample": 1e3 * c.get("wall_seconds", float("nan"))} for c in curve]
     lines = [(f"Reference: the data's own solution on {r}² nodes; surrogates predict on {out}² nodes and their "
              f"error is against the reference there. Solver: `solve_darcy` (sparse direct, one thread) on node "
              f"grids nested in {r}², coefficient subsampled, solution interpolated bilinearly to {out}²; the "
              f"grid of equal error and its time per sample are interpolated log-log between the measured grids. "
              f"Surrogate times: median forward pass (normalisation included) at batch 1 and per sample at batch "
-             f"{config['batch']}; {rows[0]['threads'] if rows else 1} torch thread(s), same run as the solver.")]
+             f"{config['batch']}; {rows[0]['threads'] if rows else 1} torch thread(s), same run as the solver. "
+             f"All times are CPU seconds of the calling thread (wall times in the JSON).")]
     for row in rows:
         bound = {"coarsest": " (surrogate less accurate than the coarsest solver grid: speed-up is an upper bound)",
                  "finest": " (surrogate more accurate than the finest solver grid measured: speed-up is a lower "
