@@ -344,7 +344,7 @@ class Surrogate:
         return self
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Predict outputs in physical units.
+        """Predict outputs in physical units, without gradients (see :meth:`differentiable`).
 
         Parameters
         ----------
@@ -356,16 +356,21 @@ class Surrogate:
         torch.Tensor
             ``(B, C_out, *s)`` (or ``(C_out, *s)``), decoded with the output normalizer.
         """
+        with torch.no_grad():
+            return self.differentiable(x)
+
+    def differentiable(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`__call__` with the autograd graph kept: gradients flow to ``x`` (and the weights),
+        e.g. for an inverse problem that optimises the input through the surrogate."""
         ndim = self.config.ndim
         single = isinstance(x, torch.Tensor) and x.ndim == ndim + 1
         if single:
             x = x.unsqueeze(0)
         param = next(self.model.parameters())
         x = x.to(device=param.device, dtype=param.dtype)
-        with torch.no_grad():
-            if "input" in self.normalizers:
-                x = self.normalizers["input"].encode(x)
-            y = self.model(x)
-            if "output" in self.normalizers:
-                y = self.normalizers["output"].decode(y)
+        if "input" in self.normalizers:
+            x = self.normalizers["input"].encode(x)
+        y = self.model(x)
+        if "output" in self.normalizers:
+            y = self.normalizers["output"].decode(y)
         return y[0] if single else y
