@@ -140,6 +140,7 @@ class AggregationLevel:
         self._contrib = self._compute_contributions()
         self.pattern = self._pattern()
         self._torch_maps: dict | None = None
+        self.kept_columns: np.ndarray | None = None  # set by build_levels when zero columns of P are dropped
 
     @property
     def n(self) -> int:
@@ -276,16 +277,30 @@ def build_levels(A: sp.csr_matrix, B: np.ndarray, weights: WeightFn, *, blocksiz
     """The hierarchy of ``A``: ``(levels, prolongators, coarsest matrix)``.
 
     ``weights(level, depth) -> (entry_weight (nnz,), row_weight (n,))`` gives each level's weights
-    (``depth`` 0 is the finest). Coarsening stops after ``max_levels`` levels or when a level has at
-    most ``max_coarse`` nodes (pyamg's rules). Coarse levels have ``B.shape[1]`` unknowns per node.
+    (``depth`` 0 is the finest). Coarsening stops after ``max_levels`` levels, when a level has at
+    most ``max_coarse`` nodes (pyamg's rules) or when it has no aggregates (no strong connections).
+    Coarse levels have ``B.shape[1]`` unknowns per node.
     """
     levels, prolongators = [], []
     current, Bcur, bs = sp.csr_matrix(A), B, blocksize
     while len(levels) < max_levels - 1 and current.shape[0] // bs > max_coarse:
         level = AggregationLevel(current, Bcur, blocksize=bs, theta=theta,
                                  improve_sweeps=improve_sweeps if not levels else 0)
+        if level.n_coarse == 0:  # no strong connections left: this level is the coarsest
+            break
         entry_weight, row_weight = weights(level, len(levels))
         P = prolongator(level, np.asarray(entry_weight, dtype=np.float64), np.asarray(row_weight, dtype=np.float64))
+        Bc = level.Bc
+        # an aggregate on which B vanishes gets zero columns (pyamg's fit_candidates): drop them
+        nb = Bc.shape[1]
+        norms = np.sqrt(np.asarray(P.multiply(P).sum(axis=0)).ravel())
+        empty = (norms <= 1e-14 * norms.max(initial=0.0)).reshape(-1, nb).all(axis=1)
+        if empty.all():
+            break
+        if empty.any():
+            keep = np.repeat(~empty, nb)
+            P, Bc = P[:, keep].tocsr(), Bc[keep]
+            level.kept_columns = keep
         levels.append(level)
         prolongators.append(P)
         current = sp.csr_matrix(P.T @ level.A @ P)
@@ -293,18 +308,20 @@ def build_levels(A: sp.csr_matrix, B: np.ndarray, weights: WeightFn, *, blocksiz
         diagonal = current.diagonal()
         if not (diagonal > 0).all():  # a Galerkin operator of an SPD matrix has a positive diagonal
             i = int(np.nonzero(~(diagonal > 0))[0][0])
-            raise ValueError(f"A is not positive definite: its Galerkin coarse operator on level {len(levels)} "
-                             f"has the diagonal entry {diagonal[i]:.3e} <= 0 (row {i})")
+            if diagonal[i] < 0:
+                raise ValueError(f"A is not positive definite: its Galerkin coarse operator on level {len(levels)} "
+                                 f"has the diagonal entry {diagonal[i]:.3e} < 0 (row {i})")
+            raise ValueError(f"cannot coarsen: the near-nullspace B vanishes on part of aggregate {i // nb} of "
+                             f"level {len(levels) - 1} (check B's columns)")
         current.sort_indices()
-        Bcur, bs = level.Bc, level.Bc.shape[1]
-        if current.shape[0] == 0:
-            raise ValueError("coarsening produced an empty level (no strong connections at all?)")
+        Bcur, bs = Bc, Bc.shape[1]
     return levels, prolongators, current
 
 
 def multilevel_solver(levels: list[AggregationLevel], prolongators: list[sp.csr_matrix], coarsest: sp.csr_matrix):
     """A :class:`pyamg.multilevel.MultilevelSolver` from the levels (BSR where a level has blocks),
-    with ``R = P^T``, pyamg's smoothers (:data:`SMOOTHER`) and its pseudo-inverse coarsest solve."""
+    with ``R = P^T``, pyamg's smoothers (:data:`SMOOTHER`) and its pseudo-inverse coarsest solve
+    (sparse LU above 2000 unknowns, when no strong connections were left to coarsen)."""
     from pyamg.multilevel import MultilevelSolver
     from pyamg.relaxation.smoothing import change_smoothers
 
@@ -321,6 +338,7 @@ def multilevel_solver(levels: list[AggregationLevel], prolongators: list[sp.csr_
     nb = levels[-1].Bc.shape[1] if levels else 1
     last.A = coarsest.tobsr(blocksize=(nb, nb)) if nb > 1 else coarsest
     out.append(last)
-    ml = MultilevelSolver(out, coarse_solver="pinv")
+    # pyamg's pseudo-inverse on small coarsest levels; a sparse LU when coarsening stopped early
+    ml = MultilevelSolver(out, coarse_solver="pinv" if coarsest.shape[0] <= 2000 else "splu")
     change_smoothers(ml, SMOOTHER, SMOOTHER)
     return ml

@@ -159,6 +159,8 @@ def dense_hierarchy(levels: list[AggregationLevel], net: AlgebraicMultigridNet |
         vals = prolongator_values_torch(level, values, entry, row)
         P = torch.zeros(level.n, level.n_coarse, dtype=dtype).index_put(
             (maps["pattern_row"], maps["pattern_col"]), vals, accumulate=True)
+        if level.kept_columns is not None:
+            P = P[:, torch.as_tensor(level.kept_columns)]
         out.append((A, P))
         A = P.T @ A @ P
     out.append((A, None))
