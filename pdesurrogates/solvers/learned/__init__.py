@@ -10,6 +10,8 @@
 - :class:`MultigridNeuralOperator`, :class:`NeuralMultigridPreconditioner` (``multigrid_preconditioner``):
   an MgNO-style learned V-cycle that applies the system's own operator on every level (linear in
   the residual, nonlinear in the coefficient), trained to minimise the V-cycle's error in energy norm.
+- :func:`pretrained`, :class:`LearnedAMG`, :class:`LearnedAMGPreconditioner` (``amg``): an algebraic
+  learned multigrid that needs only the matrix: ``pretrained().setup(A)`` for any SPD ``A``.
 
 Names are imported lazily so that using one accelerator does not import the others.
 """
@@ -28,6 +30,9 @@ _EXPORTS = {
     "NeuralOperatorPreconditioner": "neural_preconditioner",
     "MultigridNeuralOperator": "multigrid_preconditioner",
     "NeuralMultigridPreconditioner": "multigrid_preconditioner",
+    "LearnedAMG": "amg",
+    "LearnedAMGPreconditioner": "amg",
+    "pretrained": "amg",
 }
 
 __all__ = sorted(_EXPORTS)

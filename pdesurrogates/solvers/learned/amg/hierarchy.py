@@ -85,7 +85,9 @@ class AggregationLevel:
         Unknowns per node (strength and aggregates are computed on nodes, as pyamg does for BSR).
     theta : float
         Symmetric strength threshold: ``i``-``j`` is strong when ``|a_ij| >= theta sqrt(a_ii a_jj)``
-        (pyamg's ``symmetric_strength_of_connection``; ``theta = 0``: every connection).
+        (pyamg's ``symmetric_strength_of_connection``; ``theta = 0``: every connection). When it
+        leaves more than half of the nodes unaggregated, the level is aggregated with ``theta = 0``
+        (``self.theta`` is the value used).
     improve_sweeps : int
         Symmetric Gauss–Seidel sweeps on ``A B = 0`` applied to ``B`` first (pyamg's
         ``improve_candidates``; it does 4 on the finest level).
@@ -120,6 +122,13 @@ class AggregationLevel:
         strength = symmetric_strength_of_connection(structured, theta=theta)
         aggregates, _ = standard_aggregation(strength)
         aggregates = sp.csr_matrix(aggregates)
+        self.theta = theta
+        if theta > 0 and aggregates.nnz < 0.5 * aggregates.shape[0]:
+            # the threshold leaves most nodes without a strong connection (e.g. the weak couplings of
+            # a 27-point stencil): aggregate this level with every connection, as pyamg's default
+            strength = symmetric_strength_of_connection(structured, theta=0.0)
+            aggregates = sp.csr_matrix(standard_aggregation(strength)[0])
+            self.theta = 0.0
         T, Bc = fit_candidates(aggregates, self.B)
         self.T = sp.csr_matrix(T)
         self.T.sort_indices()

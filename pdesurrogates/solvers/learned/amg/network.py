@@ -22,6 +22,7 @@ layers start at zero, so an untrained network gives all weights 1: classical smo
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,17 +93,20 @@ class LevelGraph:
     edge: torch.Tensor  # (m, EDGE_FEATURES), off-diagonal stored entries
     src: torch.Tensor  # (m,) row i
     dst: torch.Tensor  # (m,) column k
-    relations: list[torch.Tensor]  # sparse COO (n, n), row-normalised
+    relations: list[torch.Tensor]  # sparse CSR (n, n), row-normalised
     off_diagonal: np.ndarray  # (nnz,) bool: which stored entries of A are the edges
     n: int
 
 
-def _row_normalised(index: torch.Tensor, rows: np.ndarray, weights: np.ndarray, n: int, dtype) -> torch.Tensor:
-    """Sparse ``(n, n)`` with the given entries (row-major order, so coalesced) divided by their row sums."""
+def _row_normalised(crow: torch.Tensor, cols: torch.Tensor, rows: np.ndarray, weights: np.ndarray, n: int,
+                    dtype) -> torch.Tensor:
+    """CSR ``(n, n)`` with the given entries (row-major order) divided by their row sums."""
     total = np.bincount(rows, weights=weights, minlength=n)
     w = weights / np.where(total > 0, total, 1.0)[rows]
-    return torch.sparse_coo_tensor(index, torch.as_tensor(w, dtype=dtype), size=(n, n), is_coalesced=True,
-                                   check_invariants=False)
+    with warnings.catch_warnings():  # torch notes once that sparse CSR is "beta"; it is what we want here
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, cols, torch.as_tensor(w, dtype=dtype), size=(n, n),
+                                       check_invariants=False)
 
 
 def level_graph(level: AggregationLevel, dtype: torch.dtype = torch.float32) -> LevelGraph:
@@ -133,8 +137,8 @@ def level_graph(level: AggregationLevel, dtype: torch.dtype = torch.float32) -> 
     degree = torch.as_tensor(degree_np, dtype=torch.float64)
     node = torch.stack([row_abs / d, torch.tanh(defect), torch.log(torch.as_tensor(level.aggregate_size, dtype=torch.float64)) / 3.0,
                         torch.log1p(degree) / 3.0], dim=1)
-    index = torch.stack([i, k])
-    relations = [_row_normalised(index, i_np, w.numpy(), n, dtype) for w in (absa * same, absa * ~same)]
+    crow = torch.as_tensor(crow_np)
+    relations = [_row_normalised(crow, k, i_np, w.numpy(), n, dtype) for w in (absa * same, absa * ~same)]
     return LevelGraph(node.to(dtype), edge.to(dtype), i, k, relations, off, n)
 
 
