@@ -170,3 +170,24 @@ def test_finetune_and_tensor_tasks_train_on_the_gpu():
     assert len(history.loss) == 2 and all(torch.isfinite(torch.tensor(history.loss)))
     result = finetune_instance(model, a[:1].cuda(), DarcyLoss(), steps=3)
     assert result.prediction.device.type == "cuda" and len(result.physics) == 4
+
+
+def test_the_data_decide_mgno_grid_layout_and_levels_left_at_their_defaults(neuralop_small, tmp_path):
+    """neuraloperator's files sample x_i = i/n (half-open); our Darcy files hold both end nodes."""
+    from pdesurrogates.models import MgNOConfig
+    from pdesurrogates.train import config_from_dict
+    from pdesurrogates.train.tasks.surrogate import SurrogateTask, fill_model_shape
+
+    for path, kind, spatial in ((neuralop_small / "darcy_test_16.pt", "half-open", (16, 16)),):
+        config = config_from_dict({"data": {"train": str(path), "n_train": 8},
+                                   "model": {"name": "mgno", "width": 4, "n_layers": 1}, "train": {"epochs": 1}})
+        task = SurrogateTask(config)
+        task.setup(type("Run", (), {"resumed": False, "device": torch.device("cpu"), "precision": "none",
+                                    "seed": 0, "dist": type("D", (), {"world_size": 1, "rank": 0})()})())
+        assert task.model_cfg.grid_kind == kind
+        assert task.model_cfg.levels == MgNOConfig(grid_kind=kind).fitted_to_grid(spatial).levels
+        task.close()
+    node = fill_model_shape(MgNOConfig(), 1, 1, 2, (65, 65), "node")
+    assert (node.grid_kind, node.levels) == ("node", MgNOConfig().fitted_to_grid((65, 65)).levels)
+    explicit = fill_model_shape(MgNOConfig(grid_kind="cell", levels=2), 1, 1, 2, (65, 65), "node")
+    assert (explicit.grid_kind, explicit.levels) == ("cell", 2)  # what the user wrote wins

@@ -283,7 +283,8 @@ class FieldDataset(Dataset):
     meta : dict
         ``format``, ``path`` (``None`` for arrays), ``pde``, ``n_samples``, ``input_shape``,
         ``output_shape``, ``spatial_shape``, ``stride``, ``input_key``, ``output_key``,
-        ``provenance`` (file attributes), ``grid`` (coordinate arrays as stored, not strided).
+        ``provenance`` (file attributes), ``grid`` (coordinate arrays as stored, not strided),
+        ``grid_kind`` (``"node"``, ``"cell"``, ``"half-open"``, or None when the format does not say).
     """
 
     def __init__(self, source: Source, indices: np.ndarray, strides: tuple[int, ...],
@@ -307,6 +308,7 @@ class FieldDataset(Dataset):
             "output_key": source.output_key,
             "provenance": source.meta.get("provenance", {}),
             "grid": source.meta.get("grid", {}),
+            "grid_kind": source.meta.get("grid_kind"),
         }
         self._memory: tuple[torch.Tensor, torch.Tensor] | None = None
         if in_memory:

@@ -2,6 +2,7 @@
 
 ``{"x": (N, *spatial), "y": (N, [T,] *spatial), ...}``: a channel axis is added, bool and
 float64 become float32, other entries (e.g. Burgers' ``visc``) go to ``meta["provenance"]``.
+The points are ``x_i = i / n`` (``meta["grid_kind"] = "half-open"``).
 Loaded into memory with ``torch.load(weights_only=True)``.
 
 Options: ``input_key``, ``output_key``.
@@ -48,8 +49,9 @@ def open_source(path: Path, input_key: str | None = None, output_key: str | None
              for k, v in data.items() if k not in (kx, ky)}
     x = to_float32(_numpy(x), path, kx)[:, None]
     y = to_float32(_numpy(y), path, ky)[:, None]  # (N, [T,] *sp): neuralop puts time first already
+    # neuraloperator samples its fields at x_i = i / n (the 16^2 files are the 32^2 ones at even indices)
     return ArraySource(path, x, y, spatial_ndim, kx, ky,
-                       {"pde": None, "provenance": extra, "grid": {}})
+                       {"pde": None, "provenance": extra, "grid": {}, "grid_kind": "half-open"})
 
 
 def _numpy(t: torch.Tensor) -> Any:

@@ -69,8 +69,12 @@ def _stride_for(path: str, resolution: int, where: str) -> int:
     return stride_for_resolution(spatial, resolution, where)
 
 
-def fill_model_shape(model_cfg: Any, in_channels: int, out_channels: int, ndim: int) -> Any:
-    """Set in/out channels and ndim of the model config from the data where left at the default."""
+def fill_model_shape(model_cfg: Any, in_channels: int, out_channels: int, ndim: int,
+                     spatial: tuple[int, ...] | None = None, grid_kind: str | None = None) -> Any:
+    """Set what the data decide in the model config where it was left at the default: in/out channels
+    and ndim (a different explicit value is an error), the grid layout ``grid_kind`` (an explicit
+    value wins) and, for models that fit their hierarchy to the training grid (``fitted_to_grid``,
+    MgNO), the number of levels."""
     names = {f.name: f for f in dataclasses.fields(model_cfg)}
     changes = {}
     for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("ndim", ndim)):
@@ -83,7 +87,13 @@ def fill_model_shape(model_cfg: Any, in_channels: int, out_channels: int, ndim: 
             raise UserInputError(f"config [model]: {name} = {current} but the training data has {value} "
                              f"(leave {name} out to take it from the data)")
         changes[name] = value
-    return dataclasses.replace(model_cfg, **changes) if changes else model_cfg
+    if grid_kind is not None and "grid_kind" in names and model_cfg.grid_kind == names["grid_kind"].default:
+        changes["grid_kind"] = grid_kind
+    model_cfg = dataclasses.replace(model_cfg, **changes) if changes else model_cfg
+    if spatial is not None and hasattr(model_cfg, "fitted_to_grid") and "levels" in names \
+            and model_cfg.levels == names["levels"].default:
+        model_cfg = model_cfg.fitted_to_grid(spatial)
+    return model_cfg
 
 
 class SurrogateTask(Task):
@@ -143,7 +153,9 @@ class SurrogateTask(Task):
         metric_names = ["train_loss"] + [f"{e['name']}_{m}" for e in self.eval_sets for m in ("l2", "h1")]
         if cfg.eval.monitor and cfg.eval.monitor not in metric_names:
             raise UserInputError(f"config [eval] monitor {cfg.eval.monitor!r} is not a metric; available: {metric_names}")
-        self.model_cfg = fill_model_shape(cfg.model, in_channels, out_channels, self.ndim)
+        grid_kind = self.train_ds.meta.get("grid_kind") or ("half-open" if self.periodic else "node")
+        self.model_cfg = fill_model_shape(cfg.model, in_channels, out_channels, self.ndim,
+                                          tuple(x0.shape[1:]), grid_kind)
         self.config = dataclasses.replace(cfg, model=self.model_cfg, data=dataclasses.replace(
             cfg.data, train_stride=train_stride, train_resolution=0))
         if not run.resumed:
