@@ -83,7 +83,7 @@ SIZES = {
 RTOL = 1e-6
 OMEGAS = (1.0, 1.2, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9)
 LEARNED = ("DCDM", "neural multigrid", "MgNO (registry)")
-MGNO = MgNOConfig(in_channels=2, width=16, n_layers=4, levels=5)  # the generic surrogate, 2D
+MGNO = MgNOConfig(in_channels=2, width=16, n_layers=4, levels=5, variant="legacy")  # the generic surrogate, 2D
 
 
 def _timed(fn):
