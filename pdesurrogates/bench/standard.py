@@ -536,7 +536,8 @@ def report(bench: Benchmark, runs: Path, *, out_dir: Path | None = None, device:
               "`params_complex_once` counts a complex weight once, as the papers do. `epochs`: done/planned; "
               "`train_h`: training wall time on the shared machine; `l2_*`/`h1_*`: the last epoch's model, or the "
               "latest per-epoch test error while a row is still running.")
-    notes = f"{bench.notes}\n\n{counts}\n\n{recipes}\n" + (f"\n{extra_notes}\n" if extra_notes else "")
+    notes = (f"{bench.notes}\n\n{counts}\n\n{target_lines(bench, rows)}{recipes}\n"
+             + (f"\n{extra_notes}\n" if extra_notes else ""))
     data = {**bench.data}
     for key in ("train",):
         data[key] = _relative(data[key], root)
@@ -549,6 +550,29 @@ def report(bench: Benchmark, runs: Path, *, out_dir: Path | None = None, device:
                           notes=notes, columns=cols, out_dir=out_dir, extra={"runs": rows})
     paths["png"] = plot_curves(rows, paths["json"].with_suffix(".png"), bench.title)
     return paths
+
+
+def target_lines(bench: Benchmark, rows: list[dict[str, Any]]) -> str:
+    """The targets, met or not: each finished row within 10% of its published error at the training
+    resolution; MgNO at most half of FNO's error with no more parameters."""
+    first = str(bench.test_resolutions[0]) if bench.test_resolutions else "64"
+    lines = []
+    done = {r["model"]: r for r in rows if r.get("final", {}).get(first)}
+    for name, r in done.items():
+        pub = r["published"].get(first)
+        if pub:
+            ratio = r["final"][first]["l2"] / pub
+            lines.append(f"- {name}: {r['final'][first]['l2']:.4f} against the published {pub} ({ratio:.2f}x) after "
+                         f"{r['epochs']} epochs: target (within 10% of it) "
+                         f"{'met' if ratio <= 1.1 else 'not met'}.")
+    if "mgno" in done and "fno" in done:
+        m, f = done["mgno"], done["fno"]
+        l2 = m["final"][first]["l2"] / f["final"][first]["l2"]
+        h1 = m["final"][first]["h1"] / f["final"][first]["h1"]
+        lines.append(f"- mgno / fno at {first}: L2 {l2:.2f}x, H1 {h1:.2f}x, parameters {m['params'] / f['params']:.3f}x: "
+                     f"target (at most half of FNO's error, no more parameters) {'met' if l2 <= 0.5 else 'not met'} "
+                     f"in L2{', met in H1' if h1 <= 0.5 else ''}.")
+    return ("Targets:\n" + "\n".join(lines) + "\n\n") if lines else ""
 
 
 def _relative(path: str, root: Path) -> str:
