@@ -14,10 +14,12 @@ systems and the grid neural multigrid), the true residual recomputed in float64 
 * ``SA-AMG``: pyamg's ``smoothed_aggregation_solver(A)`` with default settings (one V-cycle per
   iteration); for elasticity also ``SA-AMG + rigid-body B`` (BSR blocks of 2, ``B`` = the three
   rigid-body modes);
-* ``learned AMG``: ``pretrained().setup(A)`` (``B`` and ``blocksize=2`` for elasticity);
-* ``learned AMG untrained``: the same hierarchy with all weights 1, i.e. classical smoothed
-  aggregation with the strength threshold of the learned one: the ablation that shows what
-  training adds over that threshold;
+* ``learned AMG``: ``pretrained().setup(A)`` (``B`` and ``blocksize=2`` for elasticity). The shipped
+  weights are the validated choice, which is the network's initialisation: smoothed-aggregation
+  smoothing (all weights 1) on aggregates of strength threshold 0.1 (see ``pretrained().info``);
+* ``learned AMG, trained weights (epoch 6, not shipped)``: with ``--trained-run DIR``, the best
+  epoch of a training run of ``configs/algebraic_preconditioner.toml``: what training the weights
+  does at these sizes;
 * ``neural multigrid (grid)``: the learned grid V-cycle trained with ``configs/neural_multigrid.toml``
   (2D finite-volume families only, up to ``--grid-max-unknowns``).
 
@@ -26,7 +28,7 @@ threads (default 1, as pyamg's and SciPy's kernels; on a shared machine more tor
 cores make every small torch operation wait for the scheduler). The run is resumable: rows already in the JSON are
 skipped (``--overwrite`` starts afresh).
 
-    python benchmarks/hard_systems_solvers.py                       # the committed run (about an hour)
+    python benchmarks/hard_systems_solvers.py --trained-run runs/algebraic_amg   # the committed run (an hour)
     python benchmarks/hard_systems_solvers.py --quick --out /tmp/h   # 10^4 unknowns, a minute
     python benchmarks/hard_systems_solvers.py --replot               # Markdown and PNG from the JSON
 
@@ -51,7 +53,6 @@ from pdesurrogates.linalg import IC0Preconditioner, JacobiPreconditioner, fcg, p
 from pdesurrogates.physics.grid import Grid
 from pdesurrogates.physics.hard_systems import hard_system
 from pdesurrogates.solvers.learned.amg import LearnedAMG, pretrained
-from pdesurrogates.solvers.learned.amg.network import AlgebraicMultigridNet
 
 NAME = "hard_systems_solvers"
 SEED = 2026
@@ -71,10 +72,10 @@ CASES = {
 QUICK_SIZES = {"two-phase-3d": 22, "layered-3d": 22, "elasticity": 71}
 
 TRAINED_EPOCH = "learned AMG, trained weights (epoch 6, not shipped)"
-METHODS = ("CG", "Jacobi-PCG", "IC(0)-PCG", "SA-AMG", "SA-AMG + rigid-body B", "learned AMG untrained",
-           TRAINED_EPOCH, "learned AMG", "neural multigrid (grid)")
+METHODS = ("CG", "Jacobi-PCG", "IC(0)-PCG", "SA-AMG", "SA-AMG + rigid-body B", TRAINED_EPOCH, "learned AMG",
+           "neural multigrid (grid)")
 COLORS = {"CG": "0.6", "Jacobi-PCG": "tab:gray", "IC(0)-PCG": "tab:brown", "SA-AMG": "tab:blue",
-          "SA-AMG + rigid-body B": "tab:cyan", "learned AMG untrained": "tab:orange", "learned AMG": "tab:red",
+          "SA-AMG + rigid-body B": "tab:cyan", "learned AMG": "tab:red",
           "neural multigrid (grid)": "tab:green", TRAINED_EPOCH: "tab:pink"}
 
 
@@ -182,7 +183,8 @@ def _methods(case: str, system, n: int, args, nets) -> list[tuple[str, callable,
             M = model.setup(A, B, blocksize=blocksize)
             return _Setup(M.as_linear_operator(), M.operator_complexity())
         return make
-    out.append(("learned AMG untrained", learned(nets["untrained"]), "pcg"))
+    if nets.get("trained") is not None:
+        out.append((TRAINED_EPOCH, learned(nets["trained"]), "pcg"))
     out.append(("learned AMG", learned(nets["learned"]), "fcg" if unseen else "pcg"))
     grid_ok = system.get("grid") is not None and system["grid"].ndim == 2 and n <= args.grid_max_unknowns
     if grid_ok and nets.get("neural_multigrid") is not None:
@@ -247,7 +249,7 @@ def ratios(rows: list[dict]) -> list[dict]:
             checks["time"] = time_ratio <= 1.5
         out.append({"case": case, "size": size, "unknowns": learned["unknowns"], "reference": ref["method"],
                     "sa_iterations": ref["iterations"], "learned_iterations": learned["iterations"],
-                    "untrained_iterations": group.get("learned AMG untrained", {}).get("iterations"),
+                    "trained_epoch_iterations": group.get(TRAINED_EPOCH, {}).get("iterations"),
                     "iterations_ratio": it_ratio, "sa_total_s": ref["total_s"], "learned_total_s": learned["total_s"],
                     "time_ratio": time_ratio, "all_targets_met": all(checks.values()),
                     "failed": ", ".join(k for k, v in checks.items() if not v)})
@@ -295,7 +297,7 @@ def notes(payload: dict) -> str:
         from pdesurrogates.bench.report import markdown_table
 
         lines.append(markdown_table(rat, ["case", "size", "unknowns", "reference", "sa_iterations", "learned_iterations",
-                                          "untrained_iterations", "iterations_ratio", "time_ratio", "all_targets_met",
+                                          "trained_epoch_iterations", "iterations_ratio", "time_ratio", "all_targets_met",
                                           "failed"]))
         met = sum(r["all_targets_met"] for r in rat)
         lines.append(f"\nTargets met on {met} of {len(rat)} systems (converged with true residual <= 2e-8; "
@@ -334,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ic0-max-unknowns", type=int, default=1_100_000)
     parser.add_argument("--grid-max-unknowns", type=int, default=140_000)
     parser.add_argument("--cases", nargs="*", default=None, help=f"subset of {list(CASES)} and 'unseen'")
+    parser.add_argument("--trained-run", type=Path, default=None,
+                        help="a training run of configs/algebraic_preconditioner.toml whose best weights get a row "
+                             "of their own (the shipped weights are the validated choice, see pretrained().info)")
     args = parser.parse_args(argv)
     folder = args.out if args.out is not None else RESULTS / "cpu"
     folder.mkdir(parents=True, exist_ok=True)
@@ -347,8 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = json.loads(path.read_text())
         payload.setdefault("runs", [])
     learned = pretrained()
-    nets = {"learned": learned, "untrained": LearnedAMG(AlgebraicMultigridNet(**{
-        k: v for k, v in vars(learned.config).items() if k != "name"}))}
+    nets = {"learned": learned, "trained": LearnedAMG.load(args.trained_run) if args.trained_run else None}
     payload["config"] = {
         "seed": SEED, "rtol": RTOL, "threads": args.threads, "max_iterations": args.max_iterations,
         "ic0_max_iterations": args.ic0_max_iterations, "ic0_max_unknowns": args.ic0_max_unknowns,
@@ -366,7 +370,10 @@ def main(argv: list[str] | None = None) -> int:
         os.replace(tmp, path)
 
     selected = args.cases or [*CASES, "unseen"]
-    if any(c in selected for c in ("two-phase-2d", "lognormal-2d")):
+    grid_rows = [(c, str(size), "neural multigrid (grid)") for c in ("two-phase-2d", "lognormal-2d") if c in selected
+                 for size in ((QUICK_SIZES.get(c, 100),) if args.quick else CASES[c][2])
+                 if size * size <= args.grid_max_unknowns]
+    if any(row not in done for row in grid_rows):
         import tempfile
 
         with tempfile.TemporaryDirectory() as work:

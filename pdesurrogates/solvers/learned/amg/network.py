@@ -209,6 +209,11 @@ class AlgebraicMultigridNet(nn.Module):
         """``forward`` on the features of ``level``, computed in the network's dtype."""
         return self(level_graph(level, dtype=self.embed[0].weight.dtype))
 
+    def predicts_unit_weights(self) -> bool:
+        """True when the output layers are zero, so every weight is exactly 1 whatever the input
+        (the set-up may then skip the network)."""
+        return all(not p.detach().any() for head in (self.edge_head, self.node_head) for p in head[-1].parameters())
+
 
 NETWORKS.register("algebraic_amg", AlgebraicMultigridConfig,
                   lambda **fields: AlgebraicMultigridNet(**fields))

@@ -197,6 +197,8 @@ class LearnedAMG:
 
     def weights(self, level: AggregationLevel, depth: int) -> tuple[np.ndarray, np.ndarray]:
         """Predicted ``(entry weights, row weights)`` of ``level`` (float64 numpy)."""
+        if self.network.predicts_unit_weights():  # exact: zero output layers give weights e^0 = 1
+            return np.ones(level.rows.size), np.ones(level.n)
         with torch.no_grad():
             entry, row = self.network.log_weights(level)
         entry, row = np.exp(entry.double().cpu().numpy()), np.exp(row.double().cpu().numpy())
