@@ -431,7 +431,7 @@ class OperatorPreconditionerTask(_SampledTask):
         if problem.ndim != 2:
             raise UserInputError(f"{where}: the operator preconditioner is 2D")
         if not raw:
-            # the paper's V-cycle: as a preconditioner it needs 20-46 FCG iterations at 64^2-128^2 where
+            # the paper's V-cycle: as a preconditioner it needs 20-59 FCG iterations at 64^2-128^2 where
             # the mesh-consistent variant needed 44-94 (benchmarks/results/cpu/learned_preconditioner.*)
             return MgNOConfig(in_channels=2, out_channels=1, ndim=2, width=16, n_layers=4, levels=5,
                               variant="legacy")
