@@ -55,6 +55,13 @@ def test_unit_weights_give_smoothed_aggregation(family):
     P = H.prolongator(level, np.ones(level.rows.size), np.ones(level.n))
     ref = level.T - level.omega * sp.diags(1.0 / level.diagonal) @ level.A @ level.T
     assert abs(P - ref).max() <= 1e-12 * abs(ref).max()
+    # the general formula (per-entry weights, row correction), evaluated in torch, agrees
+    maps = level.torch_maps()
+    ones = torch.ones(level.rows.size, dtype=torch.float64)
+    vals = H.prolongator_values_torch(level, torch.as_tensor(level.values), ones, torch.ones(level.n, dtype=torch.float64))
+    dense = torch.zeros(level.n, level.n_coarse, dtype=torch.float64).index_put(
+        (maps["pattern_row"], maps["pattern_col"]), vals, accumulate=True)
+    assert np.abs(dense.numpy() - ref.toarray()).max() <= 1e-12 * abs(ref).max()
 
 
 @pytest.mark.parametrize("family", ["fem-jump", "elasticity"])

@@ -99,7 +99,8 @@ class AggregationLevel:
     B, Bc : near-nullspace on this level and on the next (``T Bc = B``).
     T : CSR ``(n, nc)`` tentative prolongator; ``aggregate``: each unknown's aggregate (``-1``:
         none, then its row of ``T`` is zero); ``aggregate_size``.
-    pattern : CSR ``(n, nc)`` with the sparsity of ``|A| |T|`` (values 0), the pattern of ``P``.
+    pattern : CSR ``(n, nc)`` with the sparsity of ``|A| |T|`` (values 0), the pattern of ``P``
+        (computed on first use, as the index maps of the general prolongator and of training).
     """
 
     def __init__(self, A, B: np.ndarray, *, blocksize: int = 1, theta: float = 0.0,
@@ -146,8 +147,8 @@ class AggregationLevel:
         sizes = np.bincount(aggregates.indices, minlength=aggregates.shape[1])
         self.aggregate_size = np.where(self.aggregate >= 0, sizes[np.maximum(self.aggregate, 0)], 1)
         self.omega = (4.0 / 3.0) / largest_eigenvalue(csr, 1.0 / np.sqrt(self.diagonal))
-        self._contrib = self._compute_contributions()
-        self.pattern = self._pattern()
+        self._contrib: tuple | None = None
+        self._pattern_matrix: sp.csr_matrix | None = None
         self._torch_maps: dict | None = None
         self.kept_columns: np.ndarray | None = None  # set by build_levels when zero columns of P are dropped
 
@@ -160,8 +161,17 @@ class AggregationLevel:
         return self.T.shape[1]
 
     # ---- sparse index maps (no loops: repeats and cumulative sums over stored entries)
+    @property
+    def pattern(self) -> sp.csr_matrix:
+        """CSR ``(n, nc)`` with the sparsity of ``|A| |T|`` (values 0): the pattern of ``P``."""
+        if self._pattern_matrix is None:
+            self._pattern_matrix = self._pattern()
+        return self._pattern_matrix
+
     def _contributions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """For every stored ``a_ik`` and every stored ``T_kJ``: (entry index, i, J, T_kJ)."""
+        if self._contrib is None:
+            self._contrib = self._compute_contributions()
         return self._contrib
 
     def _compute_contributions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -230,6 +240,10 @@ def _row_correction(U_rows: np.ndarray, U_cols: np.ndarray, U_vals: np.ndarray, 
 
 def prolongator(level: AggregationLevel, entry_weight: np.ndarray, row_weight: np.ndarray) -> sp.csr_matrix:
     """``P`` (CSR ``(n, nc)``) for per-entry weights ``(nnz(A),)`` and per-row weights ``(n,)`` (numpy)."""
+    if (entry_weight == 1.0).all() and (row_weight == 1.0).all():  # SA: U B_c = target already
+        P = (level.T - sp.diags(level.omega / level.diagonal) @ (level.A @ level.T)).tocsr()
+        P.sort_indices()
+        return P
     entry, i, J, tvals = level._contributions()
     scale = level.omega / level.diagonal
     contrib = (level.values * entry_weight)[entry] * scale[i] * tvals
