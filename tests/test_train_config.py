@@ -215,3 +215,14 @@ def test_example_configs_cover_every_problem_and_model():
     for pde in ("darcy", "burgers", "navier_stokes"):
         for model in ("fno", "tfno", "mgno", "mg_tfno", "unet"):
             assert f"{pde}_{model}" in names, f"configs/{pde}_{model}.toml is missing"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_every_example_config_validates_for_a_registered_task(path):
+    """Each example config names a task of the registry and validates against that task's schema."""
+    from pdesurrogates.train.tasks import TASKS
+
+    task = tomllib.loads(path.read_text()).get("task", "surrogate")
+    assert task in TASKS, f"{path.name}: task {task!r} is not registered"
+    cfg = load_config(path, base_dir=None)
+    assert cfg is not None

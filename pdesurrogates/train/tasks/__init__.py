@@ -8,6 +8,7 @@
 | ``neural_multigrid`` | :class:`~.preconditioners.NeuralMultigridTask` | the learned V-cycle preconditioner |
 | ``dcdm`` | :class:`~.preconditioners.DCDMTask` | the DCDM conjugate-direction network |
 | ``operator_preconditioner`` | :class:`~.preconditioners.OperatorPreconditionerTask` | a registry surrogate as preconditioner |
+| ``algebraic_preconditioner`` | :class:`~.algebraic.AlgebraicPreconditionerTask` | the algebraic learned multigrid (any SPD matrix) |
 | ``tensors`` | :class:`~.tensors.TensorTask` | a given module on tensors in memory (Python only) |
 | ``rollout`` | :class:`~.rollout.RolloutTask` | a model stepped recurrently in time on trajectories |
 
@@ -28,6 +29,7 @@ import torch
 from pdesurrogates.errors import UserInputError
 from pdesurrogates.train.config import _closest, apply_overrides, read_toml
 from pdesurrogates.train.engine import Task, fit
+from pdesurrogates.train.tasks.algebraic import AlgebraicPreconditionerTask
 from pdesurrogates.train.tasks.finetune import FinetuneFileTask
 from pdesurrogates.train.tasks.preconditioners import (
     DCDMTask,
@@ -70,7 +72,8 @@ class TaskRegistry:
 TASKS = TaskRegistry()
 for _name, _cls in (("surrogate", SurrogateTask), ("pino", SurrogateTask), ("finetune", FinetuneFileTask),
                     ("neural_multigrid", NeuralMultigridTask), ("dcdm", DCDMTask),
-                    ("operator_preconditioner", OperatorPreconditionerTask), ("tensors", TensorTask),
+                    ("operator_preconditioner", OperatorPreconditionerTask),
+                    ("algebraic_preconditioner", AlgebraicPreconditionerTask), ("tensors", TensorTask),
                     ("rollout", RolloutTask)):
     TASKS.register(_name, _cls)
 
