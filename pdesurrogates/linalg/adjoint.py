@@ -132,7 +132,8 @@ def differentiable_solve(name: str, run: Callable, A, b, x0, kwargs: dict,
         raise TypeError(f"{name}: gradients with respect to a {param.layout} matrix are not supported; "
                         "use a dense, sparse CSR or sparse COO tensor")
     adjoint_kwargs = dict(kwargs)
-    adjoint_kwargs.update(callback=None, atol=0.0,
+    # the forward solve has checked A's symmetry; the adjoint solve of the same A skips it
+    adjoint_kwargs.update(callback=None, atol=0.0, check_symmetry=False,
                           rtol=kwargs["rtol"] if adjoint_rtol is None else adjoint_rtol)
     spec = _Spec(name, run, A, x0, kwargs, adjoint_kwargs, tuple(b.shape), transposed=transposed)
     if param is not None and param.layout != torch.strided:

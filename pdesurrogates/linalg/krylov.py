@@ -167,11 +167,12 @@ def _check_symmetric(op: TorchOperator, name: str) -> None:
         )
 
 
-def _setup(A, b, x0, rtol, atol, maxiter, M, name):
+def _setup(A, b, x0, rtol, atol, maxiter, M, name, check_symmetry=True):
     system = prepare_system(A, b, x0, name=name, matrix_free=True)
     maxiter = check_tolerances(rtol, atol, maxiter, system.op.n, name)
     prec = resolve_preconditioner(M, system.op.n, system.numpy_out)
-    _check_symmetric(system.op, name)
+    if check_symmetry:  # off only for the adjoint solve of an A the forward solve checked
+        _check_symmetric(system.op, name)
     return system, maxiter, prec
 
 
@@ -284,8 +285,9 @@ def pcg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None,
     return differentiable_solve("pcg", partial(_cg, name="pcg"), A, b, x0, kwargs, adjoint_rtol)
 
 
-def _cg(A, b, x0, *, rtol, atol, maxiter, M, callback, check_every, name) -> SolveResult:
-    system, maxiter, prec = _setup(A, b, x0, rtol, atol, maxiter, M, name)
+def _cg(A, b, x0, *, rtol, atol, maxiter, M, callback, check_every, name,
+        check_symmetry=True) -> SolveResult:
+    system, maxiter, prec = _setup(A, b, x0, rtol, atol, maxiter, M, name, check_symmetry)
     if not (prec.linear and prec.symmetric):
         raise ValueError(
             f"{name}: the preconditioner {type(M).__name__} is "
@@ -423,7 +425,7 @@ def fcg(A, b, x0=None, rtol=1e-8, atol=0.0, maxiter=None, M=None, callback=None,
 
 
 def _fcg(A, b, x0, *, rtol, atol, maxiter, M, callback, check_every, m, recompute_every,
-         fallback, stagnation) -> SolveResult:
+         fallback, stagnation, check_symmetry=True) -> SolveResult:
     name = "fcg"
     if int(m) != m or m < 1:
         raise ValueError(f"fcg: m must be an integer >= 1, got {m!r}")
@@ -431,7 +433,7 @@ def _fcg(A, b, x0, *, rtol, atol, maxiter, M, callback, check_every, m, recomput
                                         or recompute_every < 1):
         raise ValueError(f"fcg: recompute_every must be a positive integer or None, "
                          f"got {recompute_every!r}")
-    system, maxiter, prec = _setup(A, b, x0, rtol, atol, maxiter, M, name)
+    system, maxiter, prec = _setup(A, b, x0, rtol, atol, maxiter, M, name, check_symmetry)
     if stagnation == "auto":
         stagnation = None if prec.linear else 0.01
     if stagnation is not None and not (isinstance(stagnation, (int, float)) and 0 < stagnation < 1):
