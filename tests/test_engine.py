@@ -12,6 +12,7 @@ import torch
 
 from pdesurrogates.train import fit
 from pdesurrogates.train.tasks import TASKS, task_from_config
+from pdesurrogates.train.tasks.algebraic import AlgebraicPreconditionerTask
 from pdesurrogates.train.tasks.preconditioners import (
     DCDMTask,
     NeuralMultigridTask,
@@ -39,9 +40,13 @@ TINY = {
     "neural_multigrid": (NeuralMultigridTask, {"resolution": 9, "n_coefficients": 2, "batch_size": 2}),
     "dcdm": (DCDMTask, {"resolution": 8, "n_samples": 16, "n_ritz": 10, "batch_size": 4}),
     "operator_preconditioner": (OperatorPreconditionerTask, {"resolution": 9, "n_coefficients": 2, "batch_size": 2}),
+    "algebraic_preconditioner": (AlgebraicPreconditionerTask, {
+        "families": ["two-phase", "anisotropic"], "size_2d": [8, 10], "size_3d": [4, 5], "cg_steps": 3,
+        "n_errors": 4, "n_validation": 2, "batch_size": 1}),
 }
 SMALL_MODELS = {"dcdm": {"channels": 4, "fine_blocks": 1, "coarse_blocks": 1},
-                "operator_preconditioner": {"name": "mgno", "width": 4, "n_layers": 1, "levels": 2}}
+                "operator_preconditioner": {"name": "mgno", "width": 4, "n_layers": 1, "levels": 2},
+                "algebraic_preconditioner": {"hidden": 8, "rounds": 1}}
 
 
 def tiny_config(name: str, epochs: int = 3, steps: int = 4):
