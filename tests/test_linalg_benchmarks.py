@@ -46,3 +46,20 @@ def test_adjoint_script_writes_flat_memory_rows(tmp_path):
     assert [abs(r["iterations"] - r["target_iterations"]) <= 3 for r in rows] == [True, True]
     assert payload["targets"]["backward_peak_flat"]
     assert rows[1]["unrolled_forward_backward_peak_mb"] > 2 * rows[0]["unrolled_forward_backward_peak_mb"]
+
+
+def test_hard_systems_script_runs_and_its_learned_amg_matches_sa_with_the_same_threshold(tmp_path):
+    """The hard-systems benchmark on a 10^4-unknown FEM system: every method converges with the true
+    residual checked, and the shipped weights (SA smoothing on theta-0.1 aggregates) take exactly the
+    iterations of pyamg's SA with theta 0.1 on the same matrix."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "hard_systems.py"), "--quick", "--out",
+                           str(tmp_path), "--cases", "fem-jump"], check=False, capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {r["method"]: r for r in json.loads((tmp_path / "hard_systems.json").read_text())["rows"]}
+    assert {"CG", "Jacobi-PCG", "IC(0)-PCG", "SA-AMG", "SA-AMG, theta 0.1", "learned AMG"} <= set(rows)
+    for method in ("Jacobi-PCG", "IC(0)-PCG", "SA-AMG", "SA-AMG, theta 0.1", "learned AMG"):
+        assert rows[method]["converged"] and rows[method]["true_residual"] <= 2e-8, method
+    assert rows["learned AMG"]["iterations"] == rows["SA-AMG, theta 0.1"]["iterations"]
+    assert {p.suffix for p in tmp_path.iterdir()} >= {".json", ".md", ".png"}
