@@ -119,3 +119,30 @@ def test_markdown_has_provenance_and_rows() -> None:
     assert "## exponents" in md and "| fno | 0.5 |" in md and "a note" in md
     assert "![small_plot.png](small_plot.png)" in md
     assert "| fno | 8 | 0 | 0.3 |" in md
+
+
+def test_git_sha_is_dirty_for_code_changes_not_for_rewritten_results(tmp_path: Path, monkeypatch) -> None:
+    """A benchmark rewriting its own result files leaves the sha clean; an edited source file does not."""
+    import shutil
+    import subprocess
+
+    from pdesurrogates.bench import report
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "benchmarks" / "results" / "r.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(report, "REPO", tmp_path)
+    assert not report.git_sha().endswith("-dirty")
+    (tmp_path / "benchmarks" / "results" / "r.json").write_text('{"a": 1}\n')
+    assert not report.git_sha().endswith("-dirty")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert report.git_sha().endswith("-dirty")

@@ -31,13 +31,15 @@ def device_name(device: str | None = None) -> str:
 
 
 def git_sha() -> str:
+    """Short sha of HEAD, ``-dirty`` when tracked files outside ``benchmarks/results`` differ from it
+    (result files are what benchmarks write, so rewriting one does not make the measured code dirty)."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
         )
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True,
-            check=False,
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
+            cwd=REPO, capture_output=True, text=True, check=False,
         ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
