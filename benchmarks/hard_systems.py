@@ -20,7 +20,7 @@ systems and the grid neural multigrid), the true residual recomputed in float64 
 * ``learned AMG``: ``pretrained().setup(A)`` (``B`` and ``blocksize=2`` for elasticity). The shipped
   weights are the validated choice, which is the network's initialisation: smoothed-aggregation
   smoothing (all weights 1) on aggregates of strength threshold 0.1 (see ``pretrained().info``);
-* ``learned AMG, trained weights (epoch 6, not shipped)``: with ``--trained-run DIR``, the best
+* ``learned AMG, trained weights (not shipped)``: with ``--trained-run DIR``, the best (validated)
   epoch of a training run of ``configs/algebraic_preconditioner.toml``: what training the weights
   does at these sizes;
 * ``neural multigrid (grid)``: the learned grid V-cycle trained with ``configs/neural_multigrid.toml``
@@ -74,7 +74,7 @@ CASES = {
 }
 QUICK_SIZES = {"two-phase-3d": 22, "layered-3d": 22, "elasticity": 71}
 
-TRAINED_EPOCH = "learned AMG, trained weights (epoch 6, not shipped)"
+TRAINED_EPOCH = "learned AMG, trained weights (not shipped)"
 SA_THETA = "SA-AMG, theta 0.1"
 METHODS = ("CG", "Jacobi-PCG", "IC(0)-PCG", "SA-AMG", "SA-AMG + rigid-body B", SA_THETA, TRAINED_EPOCH,
            "learned AMG", "neural multigrid (grid)")
@@ -316,8 +316,13 @@ def notes(payload: dict) -> str:
                      "iterations <= 1.5x SA's, 2x on elasticity; fewer than SA on the trained families; "
                      "set-up + solve <= 1.5x SA's from 65536 unknowns). `failed` lists the targets missed.")
     cfg = payload.get("config", {})
-    lines += ["", f"Learned AMG: {cfg.get('learned', {})}.",
-              (f"Neural multigrid trained in {cfg.get('neural_multigrid_training_s', 'n/a')} s "
+    lines += ["", f"Learned AMG: {cfg.get('learned', {})}."]
+    if cfg.get("trained_run"):
+        run = cfg["trained_run"]
+        lines.append(f"Trained weights (not shipped): epoch {run.get('epoch')} of `{run.get('path')}`, the best "
+                     f"validation epoch (val_loss {run.get('metrics', {}).get('val_loss', float('nan')):.4f}; "
+                     "0 = classical SA with the same theta, negative = better).")
+    lines += [(f"Neural multigrid trained in {cfg.get('neural_multigrid_training_s', 'n/a')} s "
                "(configs/neural_multigrid.toml)."),
               ("Caps: CG, Jacobi and the neural multigrid at `max_iterations`, IC(0) at `ic0_max_iterations` "
                "above 2e5 unknowns and not run above `ic0_max_unknowns`; AMG methods at 1000."),
@@ -372,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
         "cases": {k: [v[0], v[1], list(v[2])] for k, v in CASES.items()},
         "learned": {"config": vars(learned.config), "trained": learned.info.get("provenance", {})},
         **{k: v for k, v in payload.get("config", {}).items() if k == "neural_multigrid_training_s"}}
+    if nets["trained"] is not None:
+        payload["config"]["trained_run"] = {"path": args.trained_run.as_posix(),
+                                            **{k: v for k, v in nets["trained"].info.items() if k != "normalizers"}}
     payload["runs"].append(environment("cpu"))
     done = {(r["case"], str(r["size"]), r["method"]) for r in payload["rows"]}
 
