@@ -52,9 +52,9 @@ from pdesurrogates.losses import (
     build_loss,
     relative_lp,
 )
-from pdesurrogates.train.pino import finetune_instance, train_pino
 from pdesurrogates.models import FNOConfig, build
 from pdesurrogates.physics.problems import get_problem
+from pdesurrogates.train.pino import finetune_instance, train_pino
 
 NAME = "pino"
 

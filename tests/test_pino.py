@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from pdesurrogates.losses import DarcyLoss, LossConfig, ZeroDirichletOutput, build_loss, relative_lp
-from pdesurrogates.train.pino import finetune_instance, train_physics_only, train_pino
 from pdesurrogates.models import FNOConfig, build
 from pdesurrogates.physics.darcy import sample_coefficient, solve_darcy
 from pdesurrogates.physics.random import sample_generator
+from pdesurrogates.train.pino import finetune_instance, train_physics_only, train_pino
 
 
 def darcy_set(n, seed, s=33, **coefficient):

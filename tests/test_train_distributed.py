@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pdesurrogates.train import load_config
+from pdesurrogates.train import load_config, train
 from pdesurrogates.train.distributed import DistContext, env_world_size, init_distributed
-from pdesurrogates.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 
