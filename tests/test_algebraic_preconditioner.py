@@ -18,6 +18,7 @@ from pdesurrogates.solvers.learned.amg.network import AlgebraicMultigridNet, lev
 from pdesurrogates.solvers.learned.amg.preconditioner import LearnedAMG, pretrained
 from pdesurrogates.solvers.learned.amg.training import (
     AlgebraicTrainProblem,
+    cycle_error_log,
     dense_hierarchy,
     pcg_error_log,
     relative_pcg_loss,
@@ -270,6 +271,25 @@ def test_pcg_error_log_matches_scipy_cg_residuals():
         p = z + rz / rz_old * p
     ours = pcg_error_log(dense_hierarchy(levels, None), torch.as_tensor(e0[:, None]), 3)
     assert abs(float(ours[0]) - np.log(rz / rz0)) <= 1e-6 * abs(np.log(rz / rz0))
+
+
+def test_cycle_error_log_matches_pyamg_stationary_cycles():
+    """The cycle loss is pyamg's multigrid iteration: e_k = e_0 - x_k after k V-cycles from x = 0
+    with b = A e_0, measured in the energy norm; and the relative loss is differentiable."""
+    A, B, _ = _system("two-phase", 12, contrast=1e4)
+    levels, Ps, coarsest = H.build_levels(A, B, lambda lv, d: (np.ones(lv.rows.size), np.ones(lv.n)), theta=0.1)
+    ml = H.multilevel_solver(levels, Ps, coarsest)
+    e0 = np.random.default_rng(1).standard_normal(A.shape[0])
+    x = ml.solve(A @ e0, x0=np.zeros_like(e0), maxiter=3, tol=1e-300, cycle="V")
+    e = e0 - x
+    expected = np.log((e @ (A @ e)) / (e0 @ (A @ e0)))
+    ours = cycle_error_log(dense_hierarchy(levels, None), torch.as_tensor(e0[:, None]), 3)
+    assert expected < -3 and abs(float(ours[0]) - expected) <= 1e-8 * abs(expected)
+    net = AlgebraicMultigridNet(hidden=4, rounds=1, edge_hidden=4).double()
+    torch.nn.init.normal_(net.edge_head[-1].weight, std=0.1)
+    value, parts = relative_pcg_loss(net, A, None, 1, 3, 4, torch.Generator().manual_seed(0), kind="cycle")
+    value.backward()
+    assert torch.isfinite(net.edge_head[-1].weight.grad).all() and float(parts["sa"]) < 0
 
 
 def test_task_trains_through_the_engine(tmp_path):

@@ -124,7 +124,8 @@ class AlgebraicPreconditionerTask(Task):
     def loss(self, model: nn.Module, item: int, run: RunContext):
         _, A, B, blocksize = sample_system(self.problem, self.config.seed, item)
         gen = torch.Generator().manual_seed(int(item))
-        return relative_pcg_loss(model, A, B, blocksize, self.problem.cg_steps, self.problem.n_errors, gen)
+        return relative_pcg_loss(model, A, B, blocksize, self.problem.cg_steps, self.problem.n_errors, gen,
+                                 kind=self.problem.loss)
 
     def evaluate(self, model: nn.Module, run: RunContext) -> dict[str, float]:
         if self._validation is None:
@@ -136,7 +137,7 @@ class AlgebraicPreconditionerTask(Task):
         with torch.no_grad():
             for i, (_, A, B, blocksize) in enumerate(self._validation):
                 loss, _ = relative_pcg_loss(model, A, B, blocksize, self.problem.cg_steps, self.problem.n_errors,
-                                            torch.Generator().manual_seed(i))
+                                            torch.Generator().manual_seed(i), kind=self.problem.loss)
                 losses.append(float(loss))
         model.train(was)
         return {"val_loss": sum(losses) / len(losses)}

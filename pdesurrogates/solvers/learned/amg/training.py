@@ -35,13 +35,16 @@ from pdesurrogates.solvers.learned.amg.network import AlgebraicMultigridNet
 
 __all__ = [
     "FAMILIES",
+    "LOSSES",
     "AlgebraicTrainProblem",
+    "cycle_error_log",
     "dense_hierarchy",
     "pcg_error_log",
     "relative_pcg_loss",
     "sample_system",
 ]
 
+LOSSES = ("pcg", "cycle")
 FAMILIES = ("two-phase", "two-phase-3d", "lognormal", "anisotropic", "fem-jump", "layered")
 
 
@@ -64,7 +67,11 @@ class AlgebraicTrainProblem:
     anisotropy_log10_epsilon : (float, float)
         ``epsilon = 10^U(lo, hi)``, angle uniform in ``[0, pi)``.
     cg_steps : int
-        PCG steps in the loss.
+        PCG steps (``loss = "pcg"``) or V-cycles (``loss = "cycle"``) in the loss.
+    loss : {"pcg", "cycle"}
+        ``"pcg"``: :func:`pcg_error_log`; ``"cycle"``: :func:`cycle_error_log`, the error reduction of
+        the stationary V-cycle in the ``A``-norm (its asymptotic rate is what carries over to
+        larger systems of a family; PCG on the small training systems converges in a few steps).
     n_errors : int
         Random errors per system.
     n_validation : int
@@ -78,6 +85,7 @@ class AlgebraicTrainProblem:
     lognormal_sigma: tuple[float, float] = (1.0, 3.0)
     anisotropy_log10_epsilon: tuple[float, float] = (-3.0, 0.0)
     cg_steps: int = 3
+    loss: str = "pcg"
     n_errors: int = 16
     n_validation: int = 12
 
@@ -91,6 +99,8 @@ class AlgebraicTrainProblem:
                 raise UserInputError(f"{where}: {name} must be (lo, hi) with {least} <= lo <= hi, got {(lo, hi)}")
         if not 1 <= self.max_log10_contrast <= 12:
             raise UserInputError(f"{where}: max_log10_contrast must lie in [1, 12], got {self.max_log10_contrast}")
+        if self.loss not in LOSSES:
+            raise UserInputError(f"{where}: loss must be one of {list(LOSSES)}, got {self.loss!r}")
         if self.cg_steps < 1 or self.n_errors < 1 or self.n_validation < 1:
             raise UserInputError(f"{where}: cg_steps, n_errors and n_validation must be >= 1")
 
@@ -208,14 +218,26 @@ def pcg_error_log(mats, e0: torch.Tensor, steps: int) -> torch.Tensor:
     return torch.log(rz / rz0)
 
 
+def cycle_error_log(mats, e0: torch.Tensor, cycles: int) -> torch.Tensor:
+    """``log(e_k^T A e_k / e_0^T A e_0)`` per column after ``k = cycles`` stationary V-cycles
+    ``e <- e - M A e`` (the error propagation of the multigrid iteration, in the energy norm)."""
+    A = mats[0][0]
+    e = e0
+    for _ in range(cycles):
+        e = e - vcycle(mats, A @ e)
+    return torch.log((e * (A @ e)).sum(0) / (e0 * (A @ e0)).sum(0))
+
+
 def relative_pcg_loss(net: AlgebraicMultigridNet, A, B, blocksize: int, steps: int, n_errors: int,
-                      generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``(L_learned - L_SA) / |L_SA|`` with ``L`` the mean :func:`pcg_error_log` (see the module
-    docstring); parts: ``learned`` and ``sa`` (the two ``L``)."""
+                      generator: torch.Generator, kind: str = "pcg") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``(L_learned - L_SA) / |L_SA|`` with ``L`` the mean :func:`pcg_error_log` (``kind="pcg"``, see
+    the module docstring) or :func:`cycle_error_log` (``kind="cycle"``); parts: ``learned`` and
+    ``sa`` (the two ``L``)."""
+    error_log = {"pcg": pcg_error_log, "cycle": cycle_error_log}[kind]
     e0 = torch.randn(A.shape[0], n_errors, dtype=torch.float64, generator=generator)
     with torch.no_grad():
         sa_levels, _, _ = _levels(A, B, blocksize, net, unit_weights=True)
-        ref = pcg_error_log(dense_hierarchy(sa_levels, None), e0, steps).mean()
+        ref = error_log(dense_hierarchy(sa_levels, None), e0, steps).mean()
         levels, _, _ = _levels(A, B, blocksize, net)
-    learned = pcg_error_log(dense_hierarchy(levels, net), e0, steps).mean()
+    learned = error_log(dense_hierarchy(levels, net), e0, steps).mean()
     return (learned - ref) / ref.abs(), {"learned": learned.detach(), "sa": ref}
