@@ -75,12 +75,14 @@ CASES = {
 QUICK_SIZES = {"two-phase-3d": 22, "layered-3d": 22, "elasticity": 71}
 
 TRAINED_EPOCH = "learned AMG, trained weights (not shipped)"
+FAMILY_TRAINED = "learned AMG, trained on this family only"
 SA_THETA = "SA-AMG, theta 0.1"
-METHODS = ("CG", "Jacobi-PCG", "IC(0)-PCG", "SA-AMG", "SA-AMG + rigid-body B", SA_THETA, TRAINED_EPOCH,
+METHODS = ("CG", "Jacobi-PCG", "IC(0)-PCG", "SA-AMG", "SA-AMG + rigid-body B", SA_THETA, TRAINED_EPOCH, FAMILY_TRAINED,
            "learned AMG", "neural multigrid (grid)")
 COLORS = {"CG": "0.6", "Jacobi-PCG": "tab:gray", "IC(0)-PCG": "tab:brown", "SA-AMG": "tab:blue",
           "SA-AMG + rigid-body B": "tab:cyan", "learned AMG": "tab:red",
-          "neural multigrid (grid)": "tab:green", TRAINED_EPOCH: "tab:pink", SA_THETA: "tab:purple"}
+          "neural multigrid (grid)": "tab:green", TRAINED_EPOCH: "tab:pink", SA_THETA: "tab:purple",
+          FAMILY_TRAINED: "tab:olive"}
 
 
 def _unseen(quick: bool) -> dict:
@@ -195,6 +197,8 @@ def _methods(case: str, system, n: int, args, nets) -> list[tuple[str, callable,
         return make
     if nets.get("trained") is not None:
         out.append((TRAINED_EPOCH, learned(nets["trained"]), "pcg"))
+    if case in nets.get("family", {}):
+        out.append((FAMILY_TRAINED, learned(nets["family"][case]), "pcg"))
     out.append(("learned AMG", learned(nets["learned"]), "fcg" if unseen else "pcg"))
     grid_ok = system.get("grid") is not None and system["grid"].ndim == 2 and n <= args.grid_max_unknowns
     if grid_ok and nets.get("neural_multigrid") is not None:
@@ -260,6 +264,8 @@ def ratios(rows: list[dict]) -> list[dict]:
         out.append({"case": case, "size": size, "unknowns": learned["unknowns"], "reference": ref["method"],
                     "sa_iterations": ref["iterations"], "learned_iterations": learned["iterations"],
                     "trained_epoch_iterations": group.get(TRAINED_EPOCH, {}).get("iterations"),
+                    "family_trained_iterations": group.get(FAMILY_TRAINED, {}).get("iterations"),
+                    "family_trained_total_s": group.get(FAMILY_TRAINED, {}).get("total_s"),
                     "sa_theta_iterations": group.get(SA_THETA, {}).get("iterations"),
                     "sa_theta_total_s": group.get(SA_THETA, {}).get("total_s"),
                     "iterations_ratio": it_ratio, "sa_total_s": ref["total_s"], "learned_total_s": learned["total_s"],
@@ -309,7 +315,8 @@ def notes(payload: dict) -> str:
         from pdesurrogates.bench.report import markdown_table
 
         lines.append(markdown_table(rat, ["case", "size", "unknowns", "reference", "sa_iterations", "learned_iterations",
-                                          "trained_epoch_iterations", "sa_theta_iterations", "iterations_ratio",
+                                          "trained_epoch_iterations", "family_trained_iterations",
+                                          "sa_theta_iterations", "iterations_ratio",
                                           "time_ratio", "all_targets_met", "failed"]))
         met = sum(r["all_targets_met"] for r in rat)
         lines.append(f"\nTargets met on {met} of {len(rat)} systems (converged with true residual <= 2e-8; "
@@ -322,6 +329,9 @@ def notes(payload: dict) -> str:
         lines.append(f"Trained weights (not shipped): epoch {run.get('epoch')} of `{run.get('path')}`, the best "
                      f"validation epoch (val_loss {run.get('metrics', {}).get('val_loss', float('nan')):.4f}; "
                      "0 = classical SA with the same theta, negative = better).")
+    for case, run in cfg.get("family_runs", {}).items():
+        lines.append(f"`{FAMILY_TRAINED}` ({case}): the best validation epoch ({run.get('epoch')}) of the run "
+                     f"`{run.get('path')}` (its config.toml), trained on that family only (not shipped).")
     lines += [(f"Neural multigrid trained in {cfg.get('neural_multigrid_training_s', 'n/a')} s "
                "(configs/neural_multigrid.toml)."),
               ("Caps: CG, Jacobi and the neural multigrid at `max_iterations`, IC(0) at `ic0_max_iterations` "
@@ -356,7 +366,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trained-run", type=Path, default=None,
                         help="a training run of configs/algebraic_preconditioner.toml whose best weights get a row "
                              "of their own (the shipped weights are the validated choice, see pretrained().info)")
+    parser.add_argument("--family-run", action="append", default=[], metavar="CASE=DIR",
+                        help="a training run on one family only (e.g. anisotropic=runs/algebraic_amg_aniso, "
+                             "configs/algebraic_preconditioner_anisotropic.toml): a row for that case")
     args = parser.parse_args(argv)
+    family_runs = {}
+    for item in args.family_run:
+        case, _, run_dir = item.partition("=")
+        if case not in CASES or not run_dir:
+            parser.error(f"--family-run expects CASE=DIR with CASE one of {list(CASES)}, got {item!r}")
+        family_runs[case] = Path(run_dir)
     folder = args.out if args.out is not None else RESULTS / "cpu"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{NAME}.json"
@@ -369,14 +388,19 @@ def main(argv: list[str] | None = None) -> int:
         payload = json.loads(path.read_text())
         payload.setdefault("runs", [])
     learned = pretrained()
-    nets = {"learned": learned, "trained": LearnedAMG.load(args.trained_run) if args.trained_run else None}
+    nets = {"learned": learned, "trained": LearnedAMG.load(args.trained_run) if args.trained_run else None,
+            "family": {case: LearnedAMG.load(run_dir) for case, run_dir in family_runs.items()}}
+    earlier = payload.get("config", {})
     payload["config"] = {
         "seed": SEED, "rtol": RTOL, "threads": args.threads, "max_iterations": args.max_iterations,
         "ic0_max_iterations": args.ic0_max_iterations, "ic0_max_unknowns": args.ic0_max_unknowns,
         "grid_max_unknowns": args.grid_max_unknowns, "quick": args.quick,
         "cases": {k: [v[0], v[1], list(v[2])] for k, v in CASES.items()},
         "learned": {"config": vars(learned.config), "trained": learned.info.get("provenance", {})},
-        **{k: v for k, v in payload.get("config", {}).items() if k == "neural_multigrid_training_s"}}
+        **{k: v for k, v in earlier.items() if k in ("neural_multigrid_training_s", "trained_run")}}
+    payload["config"]["family_runs"] = {**earlier.get("family_runs", {}), **{
+        case: {"path": run_dir.as_posix(), **{k: v for k, v in nets["family"][case].info.items() if k != "normalizers"}}
+        for case, run_dir in family_runs.items()}}
     if nets["trained"] is not None:
         payload["config"]["trained_run"] = {"path": args.trained_run.as_posix(),
                                             **{k: v for k, v in nets["trained"].info.items() if k != "normalizers"}}
