@@ -96,6 +96,11 @@ class DataConfig:
         before the loss, so losses and metrics are in physical units.
     in_memory : bool
         Load the files into memory (fast epochs) instead of reading them lazily.
+    symmetries : tuple of str
+        Exact symmetries of the data applied at random to each training sample, input and target
+        alike (:mod:`pdesurrogates.data.symmetry`): ``"transpose"`` (swap x and y; square grids, an
+        isotropic problem), ``"flip"`` (reflections; grids symmetric under them, not half-open ones).
+        Scalar fields only; empty: none.
     """
 
     train: str = ""
@@ -110,10 +115,16 @@ class DataConfig:
     normalize_inputs: bool = True
     normalize_outputs: bool = True
     in_memory: bool = True
+    symmetries: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if not self.train:
             raise UserInputError("config [data]: 'train' (path of the training file) is required")
+        from pdesurrogates.data.symmetry import SYMMETRIES
+
+        unknown = sorted(set(self.symmetries) - set(SYMMETRIES))
+        if unknown:
+            raise UserInputError(f"config [data]: unknown symmetries {unknown}; choose from {list(SYMMETRIES)}")
         for name in ("n_train", "n_test", "test_start"):
             if getattr(self, name) < 0:
                 raise UserInputError(f"config [data]: {name} must be >= 0 (0 = all), got {getattr(self, name)}")

@@ -158,6 +158,13 @@ class SurrogateTask(Task):
                                           tuple(x0.shape[1:]), grid_kind)
         self.config = dataclasses.replace(cfg, model=self.model_cfg, data=dataclasses.replace(
             cfg.data, train_stride=train_stride, train_resolution=0))
+        if cfg.data.symmetries:
+            from pdesurrogates.data.symmetry import check_symmetries
+
+            check_symmetries(cfg.data.symmetries, tuple(x0.shape[1:]), "config [data] symmetries")
+            if tuple(y0.shape[y0.ndim - self.ndim:]) != tuple(x0.shape[1:]):
+                raise UserInputError(f"config [data] symmetries: inputs have spatial shape {tuple(x0.shape[1:])} but "
+                                     f"outputs have shape {tuple(y0.shape)}; both must live on the same grid")
         if not run.resumed:
             from pdesurrogates.data import GaussianNormalizer
 
@@ -235,6 +242,7 @@ class SurrogateTask(Task):
 
     # ---- batches
     def plan(self, epoch: int, run: RunContext) -> list[list[int]]:
+        self._epoch = epoch
         self.sampler.set_epoch(epoch)
         order = list(self.sampler)
         return [order[i:i + self.per_rank] for i in range(0, len(order), self.per_rank)]
@@ -250,6 +258,11 @@ class SurrogateTask(Task):
     def loss(self, model: nn.Module, item: list[int], run: RunContext):
         x, y = self._batch(item)
         x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
+        if self.config.data.symmetries:
+            from pdesurrogates.data.symmetry import random_symmetries, symmetry_generator
+
+            generator = symmetry_generator(run.seed, getattr(self, "_epoch", 0), item)
+            x, y = random_symmetries(x, y, self.config.data.symmetries, generator)
         if not hasattr(self, "_predict") or self._predict.model is not model:
             self._predict = self.predictor(model)
         with autocast(run.device, run.precision):

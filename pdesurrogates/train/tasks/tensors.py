@@ -10,11 +10,12 @@ Epoch ``e`` visits the samples in the permutation drawn from ``seed + e``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from pdesurrogates.data.symmetry import check_symmetries, random_symmetries, symmetry_generator
 from pdesurrogates.errors import UserInputError
 from pdesurrogates.train.engine import RunContext, Task
 
@@ -50,14 +51,24 @@ class TensorTask(Task):
         Default ``model(x)``; e.g. ``lambda m, x: decode(m(encode(x)))``.
     tests : mapping name -> (x, y), optional
         Evaluated as the mean relative L2 error of ``forward`` (metrics ``test_<name>``).
+    symmetries : sequence of str, optional
+        Exact symmetries of the data applied at random to each training sample
+        (:func:`pdesurrogates.data.symmetry.random_symmetries`: ``"transpose"``, ``"flip"``).
     """
 
     name = "tensors"
 
     def __init__(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None, loss_fn: LossFn,
                  *, batch_size: int, forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
-                 tests: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
+                 tests: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+                 symmetries: Sequence[str] = ()) -> None:
         _check_pair("training data", inputs, targets)
+        self.symmetries = check_symmetries(symmetries, tuple(inputs.shape[2:]))
+        spatial = tuple(inputs.shape[2:])
+        if self.symmetries and targets is not None and tuple(targets.shape[targets.ndim - len(spatial):]) != spatial:
+            raise UserInputError(f"symmetries: inputs have spatial shape {tuple(inputs.shape[2:])} but targets "
+                                 f"{tuple(targets.shape[2:])}; both must live on the same grid")
+        self._epoch = 0
         for key, (tx, ty) in (tests or {}).items():
             _check_pair(f"test set {key!r}", tx, ty)
         if batch_size < 1:
@@ -77,12 +88,15 @@ class TensorTask(Task):
 
     def plan(self, epoch: int, run: RunContext) -> list[torch.Tensor]:
         n = self.inputs.shape[0]
+        self._epoch = epoch
         order = torch.randperm(n, generator=torch.Generator().manual_seed(run.seed + epoch))
         return [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
 
     def loss(self, model: nn.Module, item: torch.Tensor, run: RunContext):
         x = self.inputs[item.to(self.inputs.device)].to(run.device)
         y = self.targets[item.to(self.targets.device)].to(run.device) if self.targets is not None else None
+        if self.symmetries:
+            x, y = random_symmetries(x, y, self.symmetries, symmetry_generator(run.seed, self._epoch, item.tolist()))
         return self.loss_fn(self.forward(model, x), y, x)
 
     def test_errors(self, model: nn.Module) -> dict[str, float]:
