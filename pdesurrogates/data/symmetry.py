@@ -34,17 +34,25 @@ SYMMETRIES = ("transpose", "flip")
 axis, independently, each with probability 1/2."""
 
 
-def check_symmetries(names: Sequence[str], spatial: Sequence[int], where: str = "symmetries") -> tuple[str, ...]:
-    """The names as a tuple, after checking they are known and fit the spatial shape."""
+def check_symmetries(names: Sequence[str], spatial: Sequence[int] | None = None, where: str = "symmetries",
+                     target_shape: Sequence[int] | None = None) -> tuple[str, ...]:
+    """The names as a tuple, after checking they are known and, given the inputs' ``spatial`` shape,
+    that they fit it and that the targets (``target_shape`` without the batch axis) end in it."""
     names = tuple(names)
     unknown = sorted(set(names) - set(SYMMETRIES))
     if unknown:
         raise UserInputError(f"{where}: unknown symmetries {unknown}; choose from {list(SYMMETRIES)}")
     if len(set(names)) != len(names):
         raise UserInputError(f"{where}: {list(names)} names a symmetry twice")
+    if spatial is None or not names:
+        return names
+    spatial = tuple(spatial)
     if "transpose" in names and (len(spatial) < 2 or spatial[-1] != spatial[-2]):
         raise UserInputError(f"{where}: 'transpose' needs at least 2 spatial axes of equal size, the data's "
-                             f"spatial shape is {tuple(spatial)}")
+                             f"spatial shape is {spatial}")
+    if target_shape is not None and tuple(target_shape[len(target_shape) - len(spatial):]) != spatial:
+        raise UserInputError(f"{where}: inputs have spatial shape {spatial} but targets have shape "
+                             f"{tuple(target_shape)}; both must live on the same grid")
     return names
 
 
@@ -63,10 +71,7 @@ def random_symmetries(x: torch.Tensor, y: torch.Tensor | None, names: Sequence[s
     if not names:
         return x, y
     spatial = tuple(x.shape[2:])
-    if y is not None and tuple(y.shape[y.ndim - len(spatial):]) != spatial:
-        raise UserInputError(f"symmetries: inputs have spatial shape {spatial} but targets have shape "
-                             f"{tuple(y.shape[1:])}; both must live on the same grid")
-    check_symmetries(names, spatial)
+    check_symmetries(names, spatial, target_shape=None if y is None else tuple(y.shape[1:]))
     n = x.shape[0]
     for name in names:
         axes_sets = [(-1, -2)] if name == "transpose" else [(-k,) for k in range(1, len(spatial) + 1)]

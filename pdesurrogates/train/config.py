@@ -120,11 +120,9 @@ class DataConfig:
     def validate(self) -> None:
         if not self.train:
             raise UserInputError("config [data]: 'train' (path of the training file) is required")
-        from pdesurrogates.data.symmetry import SYMMETRIES
+        from pdesurrogates.data.symmetry import check_symmetries
 
-        unknown = sorted(set(self.symmetries) - set(SYMMETRIES))
-        if unknown:
-            raise UserInputError(f"config [data]: unknown symmetries {unknown}; choose from {list(SYMMETRIES)}")
+        check_symmetries(self.symmetries, where="config [data]")  # names here; shapes once the data are open
         for name in ("n_train", "n_test", "test_start"):
             if getattr(self, name) < 0:
                 raise UserInputError(f"config [data]: {name} must be >= 0 (0 = all), got {getattr(self, name)}")

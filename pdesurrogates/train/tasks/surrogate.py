@@ -117,6 +117,7 @@ class SurrogateTask(Task):
         self.name = config.task
         self._train_data, self._test_data = train_data, test_data
         self._normalizers: dict[str, Any] = {}
+        self._epoch = 0
         self.eval_sets: list[dict] = []
         self.train_ds = None
         self.final: dict[str, Any] = {}
@@ -161,10 +162,8 @@ class SurrogateTask(Task):
         if cfg.data.symmetries:
             from pdesurrogates.data.symmetry import check_symmetries
 
-            check_symmetries(cfg.data.symmetries, tuple(x0.shape[1:]), "config [data] symmetries")
-            if tuple(y0.shape[y0.ndim - self.ndim:]) != tuple(x0.shape[1:]):
-                raise UserInputError(f"config [data] symmetries: inputs have spatial shape {tuple(x0.shape[1:])} but "
-                                     f"outputs have shape {tuple(y0.shape)}; both must live on the same grid")
+            check_symmetries(cfg.data.symmetries, tuple(x0.shape[1:]), "config [data] symmetries",
+                             target_shape=tuple(y0.shape))
         if not run.resumed:
             from pdesurrogates.data import GaussianNormalizer
 
@@ -261,7 +260,7 @@ class SurrogateTask(Task):
         if self.config.data.symmetries:
             from pdesurrogates.data.symmetry import random_symmetries, symmetry_generator
 
-            generator = symmetry_generator(run.seed, getattr(self, "_epoch", 0), item)
+            generator = symmetry_generator(run.seed, self._epoch, item)
             x, y = random_symmetries(x, y, self.config.data.symmetries, generator)
         if not hasattr(self, "_predict") or self._predict.model is not model:
             self._predict = self.predictor(model)

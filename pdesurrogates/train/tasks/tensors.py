@@ -63,11 +63,8 @@ class TensorTask(Task):
                  tests: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
                  symmetries: Sequence[str] = ()) -> None:
         _check_pair("training data", inputs, targets)
-        self.symmetries = check_symmetries(symmetries, tuple(inputs.shape[2:]))
-        spatial = tuple(inputs.shape[2:])
-        if self.symmetries and targets is not None and tuple(targets.shape[targets.ndim - len(spatial):]) != spatial:
-            raise UserInputError(f"symmetries: inputs have spatial shape {tuple(inputs.shape[2:])} but targets "
-                                 f"{tuple(targets.shape[2:])}; both must live on the same grid")
+        self.symmetries = check_symmetries(symmetries, tuple(inputs.shape[2:]),
+                                           target_shape=None if targets is None else tuple(targets.shape[1:]))
         self._epoch = 0
         for key, (tx, ty) in (tests or {}).items():
             _check_pair(f"test set {key!r}", tx, ty)
