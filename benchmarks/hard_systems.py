@@ -398,12 +398,13 @@ def main(argv: list[str] | None = None) -> int:
         "cases": {k: [v[0], v[1], list(v[2])] for k, v in CASES.items()},
         "learned": {"config": vars(learned.config), "trained": learned.info.get("provenance", {})},
         **{k: v for k, v in earlier.items() if k in ("neural_multigrid_training_s", "trained_run")}}
+    def run_info(run_dir: Path, model: LearnedAMG) -> dict:
+        return {"path": run_dir.as_posix(), **{k: v for k, v in model.info.items() if k != "normalizers"}}
+
     payload["config"]["family_runs"] = {**earlier.get("family_runs", {}), **{
-        case: {"path": run_dir.as_posix(), **{k: v for k, v in nets["family"][case].info.items() if k != "normalizers"}}
-        for case, run_dir in family_runs.items()}}
+        case: run_info(run_dir, nets["family"][case]) for case, run_dir in family_runs.items()}}
     if nets["trained"] is not None:
-        payload["config"]["trained_run"] = {"path": args.trained_run.as_posix(),
-                                            **{k: v for k, v in nets["trained"].info.items() if k != "normalizers"}}
+        payload["config"]["trained_run"] = run_info(args.trained_run, nets["trained"])
     payload["runs"].append(environment("cpu"))
     done = {(r["case"], str(r["size"]), r["method"]) for r in payload["rows"]}
 

@@ -97,9 +97,8 @@ def train_and_evaluate(make_model, data, *, epochs: int, seed: int, lr: float, b
     settings = TrainSettings(optimizer=OptimizerConfig(name="adamw", lr=lr, weight_decay=1e-4),
                              schedule=ScheduleConfig(name="cosine"),
                              train=TrainerConfig(epochs=epochs, batch_size=batch_size), seed=seed)
-    result = fit(TensorTask(model, x, y, loss_fn, batch_size=batch_size, symmetries=symmetries), settings, None,
-                 device="cpu",
-                 progress=False)
+    task = TensorTask(model, x, y, loss_fn, batch_size=batch_size, symmetries=symmetries)
+    result = fit(task, settings, None, device="cpu", progress=False)
     model = result.model.eval()
     row = {"params": count_parameters(model), "train_s": round(result.summary["wall_time_s"], 1)}
     with torch.no_grad():
