@@ -17,9 +17,12 @@ systems and the grid neural multigrid), the true residual recomputed in float64 
 * ``SA-AMG, theta 0.1``: the same with the symmetric strength threshold the learned hierarchy
   aggregates with (0.1 instead of pyamg's 0; ``B`` for elasticity), the classical twin of the shipped
   weights;
-* ``learned AMG``: ``pretrained().setup(A)`` (``B`` and ``blocksize=2`` for elasticity). The shipped
-  weights are the validated choice, which is the network's initialisation: smoothed-aggregation
-  smoothing (all weights 1) on aggregates of strength threshold 0.1 (see ``pretrained().info``);
+* ``learned AMG``: ``pretrained().setup(A)`` (``B`` and ``blocksize=2`` for elasticity), one W-cycle
+  per iteration. The shipped weights are the validated choice, which is the network's
+  initialisation: smoothed-aggregation smoothing (all weights 1) on aggregates of strength threshold
+  0.1 (see ``pretrained().info``);
+* ``learned AMG, V-cycle``: the same hierarchy with one V-cycle per iteration, as pyamg's SA rows
+  (``pretrained().setup(A, cycle="V")``);
 * ``learned AMG, trained weights (not shipped)``: with ``--trained-run DIR``, the best (validated)
   epoch of a training run of ``configs/algebraic_preconditioner.toml``: what training the weights
   does at these sizes;
@@ -77,12 +80,13 @@ QUICK_SIZES = {"two-phase-3d": 22, "layered-3d": 22, "elasticity": 71}
 TRAINED_EPOCH = "learned AMG, trained weights (not shipped)"
 FAMILY_TRAINED = "learned AMG, trained on this family only"
 SA_THETA = "SA-AMG, theta 0.1"
+LEARNED_V = "learned AMG, V-cycle"
 METHODS = ("CG", "Jacobi-PCG", "IC(0)-PCG", "SA-AMG", "SA-AMG + rigid-body B", SA_THETA, TRAINED_EPOCH, FAMILY_TRAINED,
-           "learned AMG", "neural multigrid (grid)")
+           LEARNED_V, "learned AMG", "neural multigrid (grid)")
 COLORS = {"CG": "0.6", "Jacobi-PCG": "tab:gray", "IC(0)-PCG": "tab:brown", "SA-AMG": "tab:blue",
           "SA-AMG + rigid-body B": "tab:cyan", "learned AMG": "tab:red",
           "neural multigrid (grid)": "tab:green", TRAINED_EPOCH: "tab:pink", SA_THETA: "tab:purple",
-          FAMILY_TRAINED: "tab:olive"}
+          FAMILY_TRAINED: "tab:olive", LEARNED_V: "tab:orange"}
 
 
 def _unseen(quick: bool) -> dict:
@@ -190,15 +194,16 @@ def _methods(case: str, system, n: int, args, nets) -> list[tuple[str, callable,
         return _Setup(ml.aspreconditioner(), ml.operator_complexity())
     out.append((SA_THETA, sa_theta, "pcg"))
 
-    def learned(model):
+    def learned(model, cycle=None):
         def make():
-            M = model.setup(A, B, blocksize=blocksize)
+            M = model.setup(A, B, blocksize=blocksize, cycle=cycle)
             return _Setup(M.as_linear_operator(), M.operator_complexity())
         return make
     if nets.get("trained") is not None:
         out.append((TRAINED_EPOCH, learned(nets["trained"]), "pcg"))
     if case in nets.get("family", {}):
         out.append((FAMILY_TRAINED, learned(nets["family"][case]), "pcg"))
+    out.append((LEARNED_V, learned(nets["learned"], "V"), "fcg" if unseen else "pcg"))
     out.append(("learned AMG", learned(nets["learned"]), "fcg" if unseen else "pcg"))
     grid_ok = system.get("grid") is not None and system["grid"].ndim == 2 and n <= args.grid_max_unknowns
     if grid_ok and nets.get("neural_multigrid") is not None:
@@ -266,6 +271,8 @@ def ratios(rows: list[dict]) -> list[dict]:
                     "trained_epoch_iterations": group.get(TRAINED_EPOCH, {}).get("iterations"),
                     "family_trained_iterations": group.get(FAMILY_TRAINED, {}).get("iterations"),
                     "family_trained_total_s": group.get(FAMILY_TRAINED, {}).get("total_s"),
+                    "v_cycle_iterations": group.get(LEARNED_V, {}).get("iterations"),
+                    "v_cycle_total_s": group.get(LEARNED_V, {}).get("total_s"),
                     "sa_theta_iterations": group.get(SA_THETA, {}).get("iterations"),
                     "sa_theta_total_s": group.get(SA_THETA, {}).get("total_s"),
                     "iterations_ratio": it_ratio, "sa_total_s": ref["total_s"], "learned_total_s": learned["total_s"],
@@ -315,8 +322,8 @@ def notes(payload: dict) -> str:
         from pdesurrogates.bench.report import markdown_table
 
         lines.append(markdown_table(rat, ["case", "size", "unknowns", "reference", "sa_iterations", "learned_iterations",
-                                          "trained_epoch_iterations", "family_trained_iterations",
-                                          "sa_theta_iterations", "iterations_ratio",
+                                          "v_cycle_iterations", "trained_epoch_iterations",
+                                          "family_trained_iterations", "sa_theta_iterations", "iterations_ratio",
                                           "time_ratio", "all_targets_met", "failed"]))
         met = sum(r["all_targets_met"] for r in rat)
         lines.append(f"\nTargets met on {met} of {len(rat)} systems (converged with true residual <= 2e-8; "

@@ -32,9 +32,12 @@ from torch import nn
 from pdesurrogates.models import NETWORKS
 from pdesurrogates.solvers.learned.amg.hierarchy import AggregationLevel
 
-__all__ = ["AlgebraicMultigridConfig", "AlgebraicMultigridNet", "LevelGraph", "level_graph"]
+__all__ = ["CYCLES", "AlgebraicMultigridConfig", "AlgebraicMultigridNet", "LevelGraph", "level_graph"]
 
 NODE_FEATURES = 4
+CYCLES = ("W", "V")
+"""Cycles of the preconditioner: symmetric ones only, so that plain CG applies (pyamg's F-cycle, a
+V-cycle after an F-cycle on each coarse level, is not symmetric)."""
 EDGE_FEATURES = 6
 
 
@@ -60,6 +63,10 @@ class AlgebraicMultigridConfig:
     improve_sweeps : int
         Symmetric Gauss–Seidel sweeps on ``A B = 0`` applied to the near-nullspace on the finest
         level (pyamg's ``improve_candidates`` default: 4).
+    cycle : {"W", "V"}
+        The multigrid cycle of the preconditioner and of the training loss. Both are linear and
+        symmetric. Aggregation coarsens by about ``3^d`` per level, so visiting each coarse level
+        twice (W) adds little work; configs saved before this field load as ``"W"``.
     """
 
     name: str = "algebraic_amg"
@@ -71,6 +78,7 @@ class AlgebraicMultigridConfig:
     max_levels: int = 10
     max_coarse: int = 10
     improve_sweeps: int = 4
+    cycle: str = "W"
 
     def __post_init__(self) -> None:
         if self.hidden < 1 or self.rounds < 0 or self.edge_hidden < 1:
@@ -83,6 +91,8 @@ class AlgebraicMultigridConfig:
         if self.max_levels < 2 or self.max_coarse < 1 or self.improve_sweeps < 0:
             raise ValueError(f"need max_levels >= 2, max_coarse >= 1, improve_sweeps >= 0, got "
                              f"{self.max_levels}, {self.max_coarse}, {self.improve_sweeps}")
+        if self.cycle not in CYCLES:
+            raise ValueError(f"cycle must be one of {list(CYCLES)}, got {self.cycle!r}")
 
 
 @dataclass
@@ -172,11 +182,12 @@ class AlgebraicMultigridNet(nn.Module):
     """
 
     def __init__(self, hidden: int = 16, rounds: int = 2, edge_hidden: int = 8, limit: float = 2.0,
-                 theta: float = 0.1, max_levels: int = 10, max_coarse: int = 10, improve_sweeps: int = 4) -> None:
+                 theta: float = 0.1, max_levels: int = 10, max_coarse: int = 10, improve_sweeps: int = 4,
+                 cycle: str = "W") -> None:
         super().__init__()
         self.config = AlgebraicMultigridConfig(hidden=hidden, rounds=rounds, edge_hidden=edge_hidden, limit=limit,
                                                theta=theta, max_levels=max_levels, max_coarse=max_coarse,
-                                               improve_sweeps=improve_sweeps)
+                                               improve_sweeps=improve_sweeps, cycle=cycle)
         self.embed = _mlp(NODE_FEATURES, hidden, hidden)
         self.rounds = nn.ModuleList(_Round(hidden, 2) for _ in range(rounds))
         self.source = nn.Linear(hidden, edge_hidden, bias=False)

@@ -32,6 +32,7 @@ from pdesurrogates.solvers.learned.amg.hierarchy import (
     multilevel_solver,
 )
 from pdesurrogates.solvers.learned.amg.network import (
+    CYCLES,
     AlgebraicMultigridConfig,
     AlgebraicMultigridNet,
 )
@@ -120,7 +121,7 @@ def _near_nullspace(B, n: int, blocksize: int) -> np.ndarray:
 
 
 class LearnedAMGPreconditioner(Preconditioner):
-    """One V-cycle of a learned smoothed-aggregation hierarchy of one matrix; linear and symmetric.
+    """One cycle (W or V) of a learned smoothed-aggregation hierarchy of one matrix; linear and symmetric.
 
     Made by :meth:`LearnedAMG.setup`. The cycle is pyamg's (symmetric Gauss–Seidel smoothing,
     ``R = P^T``, exact coarsest solve), so it is a symmetric positive definite preconditioner for
@@ -134,17 +135,21 @@ class LearnedAMGPreconditioner(Preconditioner):
     levels : list of AggregationLevel
         Aggregates, tentative prolongators, ``omega`` of each level.
     setup_seconds : float
+    cycle : {"W", "V"}
     """
 
     linear = True
     symmetric = True
 
-    def __init__(self, hierarchy, levels: list[AggregationLevel], setup_seconds: float) -> None:
+    def __init__(self, hierarchy, levels: list[AggregationLevel], setup_seconds: float, cycle: str = "W") -> None:
         super().__init__(hierarchy.levels[0].A.shape[0])
+        if cycle not in CYCLES:
+            raise ValueError(f"cycle must be one of {list(CYCLES)}, got {cycle!r}")
         self.hierarchy = hierarchy
         self.levels = levels
         self.setup_seconds = float(setup_seconds)
-        self._cycle = hierarchy.aspreconditioner(cycle="V")
+        self.cycle = cycle
+        self._cycle = hierarchy.aspreconditioner(cycle=cycle)
 
     def operator_complexity(self) -> float:
         """Nonzeros of all levels' matrices over those of ``A`` (cost of a cycle relative to a smoothing)."""
@@ -206,7 +211,8 @@ class LearnedAMG:
             raise ValueError(f"the network predicted non-finite prolongation weights on level {depth}")
         return entry, row
 
-    def setup(self, A, B=None, *, blocksize: int | None = None, symmetry_tol: float = 1e-10) -> LearnedAMGPreconditioner:
+    def setup(self, A, B=None, *, blocksize: int | None = None, symmetry_tol: float = 1e-10,
+              cycle: str | None = None) -> LearnedAMGPreconditioner:
         """Build the learned hierarchy of ``A``.
 
         Parameters
@@ -221,6 +227,9 @@ class LearnedAMG:
             formed on nodes. Default 1, or the blocksize of a BSR ``A``.
         symmetry_tol : float
             ``A`` is refused when ``max |A - A^T| > symmetry_tol max |A|``.
+        cycle : {"W", "V"}, optional
+            Default: the network config's (``"W"`` for the shipped weights). The V-cycle costs less
+            per iteration and needs as many or more iterations (``hard_systems.md``).
 
         Raises
         ------
@@ -230,6 +239,9 @@ class LearnedAMG:
             ``blocksize``.
         """
         start = time.perf_counter()
+        cycle = self.config.cycle if cycle is None else cycle
+        if cycle not in CYCLES:
+            raise ValueError(f"cycle must be one of {list(CYCLES)}, got {cycle!r}")
         if blocksize is None:
             blocksize = int(A.blocksize[0]) if sp.issparse(A) and A.format == "bsr" else 1
         if isinstance(blocksize, bool) or not isinstance(blocksize, (int, np.integer)) or blocksize < 1:
@@ -249,7 +261,7 @@ class LearnedAMG:
                 raise ValueError(f"A is not positive definite: its Galerkin coarse operator (size "
                                  f"{coarsest.shape[0]}) has the eigenvalue {eig[0]:.3e} < 0")
         hierarchy = multilevel_solver(levels, prolongators, coarsest)
-        return LearnedAMGPreconditioner(hierarchy, levels, time.perf_counter() - start)
+        return LearnedAMGPreconditioner(hierarchy, levels, time.perf_counter() - start, cycle)
 
     # ---- persistence
     def save(self, path: str | Path, *, overwrite: bool = False, extra: dict[str, Any] | None = None) -> Path:

@@ -1,6 +1,7 @@
 """Training pieces of the algebraic learned preconditioner: systems, a differentiable cycle, the loss.
 
-The network is trained on what the user gets: preconditioned CG with the learned V-cycle. For a
+The network is trained on what the user gets: preconditioned CG with the learned cycle (the
+network config's ``cycle``, W or V). For a
 random error ``e_0`` and ``b = A e_0``, ``k`` steps of PCG from ``x_0 = 0`` leave the residual
 ``r_k``; ``L = log(r_k^T M r_k / r_0^T M r_0)`` (the error in the norm ``A M A``), averaged over
 errors, is compared with the same quantity for classical smoothed aggregation (all weights 1, the
@@ -39,6 +40,7 @@ __all__ = [
     "AlgebraicTrainProblem",
     "cycle_error_log",
     "dense_hierarchy",
+    "multigrid_cycle",
     "pcg_error_log",
     "relative_pcg_loss",
     "sample_system",
@@ -67,10 +69,10 @@ class AlgebraicTrainProblem:
     anisotropy_log10_epsilon : (float, float)
         ``epsilon = 10^U(lo, hi)``, angle uniform in ``[0, pi)``.
     cg_steps : int
-        PCG steps (``loss = "pcg"``) or V-cycles (``loss = "cycle"``) in the loss.
+        PCG steps (``loss = "pcg"``) or stationary cycles (``loss = "cycle"``) in the loss.
     loss : {"pcg", "cycle"}
         ``"pcg"``: :func:`pcg_error_log`; ``"cycle"``: :func:`cycle_error_log`, the error reduction of
-        the stationary V-cycle in the ``A``-norm (its asymptotic rate is what carries over to
+        the stationary cycle in the ``A``-norm (its asymptotic rate is what carries over to
         larger systems of a family; PCG on the small training systems converges in a few steps).
     n_errors : int
         Random errors per system.
@@ -185,59 +187,66 @@ def _gauss_seidel_symmetric(A, lower, upper, x, b):
     return x + torch.linalg.solve_triangular(upper, b - A @ x, upper=True)
 
 
-def vcycle(mats, b: torch.Tensor, depth: int = 0) -> torch.Tensor:
-    """The V-cycle of pyamg's :class:`MultilevelSolver` with symmetric Gauss–Seidel pre/post
-    smoothing and a pseudo-inverse coarsest solve, from ``x = 0``, on columns of ``b (n, m)``."""
+def multigrid_cycle(mats, b: torch.Tensor, cycle: str = "V", depth: int = 0,
+                    x: torch.Tensor | None = None) -> torch.Tensor:
+    """pyamg's :class:`MultilevelSolver` cycle (``"V"`` or ``"W"``) with symmetric Gauss–Seidel
+    pre/post smoothing and a pseudo-inverse coarsest solve, on columns of ``b (n, m)``, from ``x``
+    (default 0). The W-cycle visits each coarse level twice (the second visit starts from the first's
+    result), except the coarsest, solved once."""
     A, P = mats[depth]
     if P is None:
         return torch.linalg.pinv(A, hermitian=True) @ b
     lower, upper = torch.tril(A), torch.triu(A)
-    x = _gauss_seidel_symmetric(A, lower, upper, torch.zeros_like(b), b)
-    x = x + P @ vcycle(mats, P.T @ (b - A @ x), depth + 1)
+    x = _gauss_seidel_symmetric(A, lower, upper, torch.zeros_like(b) if x is None else x, b)
+    coarse_b = P.T @ (b - A @ x)
+    coarse = multigrid_cycle(mats, coarse_b, cycle, depth + 1)
+    if cycle == "W" and mats[depth + 1][1] is not None:
+        coarse = multigrid_cycle(mats, coarse_b, cycle, depth + 1, coarse)
+    x = x + P @ coarse
     return _gauss_seidel_symmetric(A, lower, upper, x, b)
 
 
-def pcg_error_log(mats, e0: torch.Tensor, steps: int) -> torch.Tensor:
+def pcg_error_log(mats, e0: torch.Tensor, steps: int, cycle: str = "V") -> torch.Tensor:
     """``log(r_k^T M r_k / r_0^T M r_0)`` per column after ``k = steps`` PCG steps from ``x = 0``
-    with ``b = A e0`` and the V-cycle ``M`` as preconditioner (``r_k`` the recursively updated
-    residual, which keeps decreasing below the round-off level of the true one, so many steps
+    with ``b = A e0`` and the multigrid ``cycle`` ``M`` as preconditioner (``r_k`` the recursively
+    updated residual, which keeps decreasing below the round-off level of the true one, so many steps
     can be taken on small, quickly solved systems)."""
     A = mats[0][0]
     r = A @ e0
-    z = vcycle(mats, r)
+    z = multigrid_cycle(mats, r, cycle)
     p, rz = z, (r * z).sum(0)
     rz0 = rz
     for _ in range(steps):
         Ap = A @ p
         alpha = rz / (p * Ap).sum(0)
         r = r - alpha * Ap
-        z = vcycle(mats, r)
+        z = multigrid_cycle(mats, r, cycle)
         rz_new = (r * z).sum(0)
         p = z + (rz_new / rz) * p
         rz = rz_new
     return torch.log(rz / rz0)
 
 
-def cycle_error_log(mats, e0: torch.Tensor, cycles: int) -> torch.Tensor:
-    """``log(e_k^T A e_k / e_0^T A e_0)`` per column after ``k = cycles`` stationary V-cycles
-    ``e <- e - M A e`` (the error propagation of the multigrid iteration, in the energy norm)."""
+def cycle_error_log(mats, e0: torch.Tensor, cycles: int, cycle: str = "V") -> torch.Tensor:
+    """``log(e_k^T A e_k / e_0^T A e_0)`` per column after ``k = cycles`` stationary multigrid
+    cycles ``e <- e - M A e`` (the error propagation of the multigrid iteration, in the energy norm)."""
     A = mats[0][0]
     e = e0
     for _ in range(cycles):
-        e = e - vcycle(mats, A @ e)
+        e = e - multigrid_cycle(mats, A @ e, cycle)
     return torch.log((e * (A @ e)).sum(0) / (e0 * (A @ e0)).sum(0))
 
 
 def relative_pcg_loss(net: AlgebraicMultigridNet, A, B, blocksize: int, steps: int, n_errors: int,
                       generator: torch.Generator, kind: str = "pcg") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``(L_learned - L_SA) / |L_SA|`` with ``L`` the mean :func:`pcg_error_log` (``kind="pcg"``, see
-    the module docstring) or :func:`cycle_error_log` (``kind="cycle"``); parts: ``learned`` and
-    ``sa`` (the two ``L``)."""
+    the module docstring) or :func:`cycle_error_log` (``kind="cycle"``), both with the network
+    config's ``cycle``; parts: ``learned`` and ``sa`` (the two ``L``)."""
     error_log = {"pcg": pcg_error_log, "cycle": cycle_error_log}[kind]
     e0 = torch.randn(A.shape[0], n_errors, dtype=torch.float64, generator=generator)
     with torch.no_grad():
         sa_levels, _, _ = _levels(A, B, blocksize, net, unit_weights=True)
-        ref = error_log(dense_hierarchy(sa_levels, None), e0, steps).mean()
+        ref = error_log(dense_hierarchy(sa_levels, None), e0, steps, net.config.cycle).mean()
         levels, _, _ = _levels(A, B, blocksize, net)
-    learned = error_log(dense_hierarchy(levels, net), e0, steps).mean()
+    learned = error_log(dense_hierarchy(levels, net), e0, steps, net.config.cycle).mean()
     return (learned - ref) / ref.abs(), {"learned": learned.detach(), "sa": ref}
