@@ -191,8 +191,13 @@ def test_the_data_decide_mgno_grid_layout_and_levels_left_at_their_defaults(neur
                                     "seed": 0, "dist": type("D", (), {"world_size": 1, "rank": 0})()})())
         assert task.model_cfg.grid_kind == kind
         assert task.model_cfg.levels == MgNOConfig(grid_kind=kind).fitted_to_grid(spatial).levels
+        assert task.model_cfg.train_grid == spatial
         task.close()
     node = fill_model_shape(MgNOConfig(), 1, 1, 2, (65, 65), "node")
     assert (node.grid_kind, node.levels) == ("node", MgNOConfig().fitted_to_grid((65, 65)).levels)
-    explicit = fill_model_shape(MgNOConfig(grid_kind="cell", levels=2), 1, 1, 2, (65, 65), "node")
-    assert (explicit.grid_kind, explicit.levels) == ("cell", 2)  # what the user wrote wins
+    explicit = fill_model_shape(MgNOConfig(grid_kind="cell", levels=2), 1, 1, 2, (85, 85), "node")
+    assert (explicit.grid_kind, explicit.levels, explicit.train_grid) == ("cell", 2, (85, 85))  # user's values win
+    given = fill_model_shape(MgNOConfig(levels=2, train_grid=(33, 33)), 1, 1, 2, (85, 85), "node")
+    assert given.train_grid == (33, 33)
+    legacy = fill_model_shape(MgNOConfig(variant="legacy", levels=2), 1, 1, 2, (85, 85), "node")
+    assert legacy.train_grid is None

@@ -59,6 +59,15 @@ def test_hierarchy_is_counted_from_the_coarsest_grid():
     assert levels_for_grid((16, 16)) == 3 and levels_for_grid((65, 65)) == 5 and levels_for_grid((18, 18)) == 3
     assert axis_kinds((33, 32)) == ("node", "node") and axis_kinds((33,), "cell") == ("cell",)
     assert [lev.shape for lev in grid_hierarchy((32,), ("half-open",))] == [(32,), (16,), (8,), (4,)]
+    # a non-canonical training grid anchors its scale for finer inputs only
+    for n, expected in [(141, [141, 85, 33, 17, 9, 5]), (211, [211, 129, 85, 33, 17, 9, 5]), (97, [97, 85, 33, 17, 9, 5]),
+                        (85, [85, 33, 17, 9, 5]), (65, [65, 33, 17, 9, 5]), (33, [33, 17, 9, 5])]:
+        levels = grid_hierarchy((n, n), ("node", "node"), coarsest=4, anchor=(85, 85))
+        assert [lev.shape[0] for lev in levels] == expected, n
+    anchored = grid_hierarchy((141, 141), ("node", "node"), coarsest=4, anchor=(85, 85))[1]
+    assert anchored.scale == 4 and math.isclose(anchored.spacing[0], 1 / 84)
+    with pytest.raises(ValueError, match="anchor must give"):
+        grid_hierarchy((33, 33), ("node", "node"), anchor=(85,))
     with pytest.raises(ValueError, match="grid axis kind"):
         grid_hierarchy((8,), ("nodes",))
     with pytest.raises(ValueError, match="coarsest must be an int >= 2"):
@@ -284,6 +293,34 @@ def test_mgno_parameters_do_not_depend_on_resolution():
     model(torch.randn(1, 1, 9, 9)).square().mean().backward()  # 9, 5: the finest set is unused
     unused = [name for name, p in model.named_parameters() if p.grad is None]
     assert unused and all(".2." in name for name in unused)
+
+
+def test_training_grid_anchors_finer_inputs():
+    """Trained on a grid that is not a canonical one (21 nodes; its scale's canonical grid has 17),
+    a finer input computes on the training grid: the output on 41-161 nodes is the training-grid
+    output interpolated, to about 1%. Without the anchor the weights act on the 17-node grid and the
+    outputs differ by 6.5%."""
+    torch.manual_seed(0)
+    cfg = MgNOConfig(width=4, n_layers=2).fitted_to_grid((21, 21))
+    assert cfg.train_grid == (21, 21)
+    model = build(cfg).double()
+    canonical = build(MgNOConfig(**{**cfg.__dict__, "train_grid": None})).double()
+    canonical.load_state_dict(model.state_dict())
+
+    def field(n):
+        t = torch.linspace(0, 1, n, dtype=torch.float64)
+        x, y = torch.meshgrid(t, t, indexing="ij")
+        return (torch.sin(math.pi * x) * torch.sin(2 * math.pi * y) + x * y)[None, None]
+
+    with torch.no_grad():
+        coarse = model(field(21))
+        for n in (41, 81, 161):
+            ref = torch.nn.functional.interpolate(coarse, size=(n, n), mode="bilinear", align_corners=True)
+            anchored = float((model(field(n)) - ref).norm() / ref.norm())
+            plain = float((canonical(field(n)) - ref).norm() / ref.norm())
+            assert anchored < 0.02 and anchored < plain / 4, (n, anchored, plain)
+    with pytest.raises(ValueError, match="train_grid must give 2 ints"):
+        MgNOConfig(train_grid=(85,))
 
 
 def test_fitted_to_grid_sets_the_levels_of_the_training_grid():

@@ -220,7 +220,9 @@ def darcy(data_file: str | Path, *, epochs: int = 25, resolution: int = 85,
              f"{n_train}-{n_train + n_test - 1} test at {', '.join(f'{r}²' for r in test_resolutions)} "
              f"(zero-shot above {resolution}²). Errors: relative L2 and H1 of the last epoch's model, mean over the "
              f"test samples. Targets: FNO within 10% of its published 0.0108 at 85²; MgNO at most half of FNO's "
-             f"error with no more parameters.")
+             f"error with no more parameters. MgNO computes a finer input on its {resolution}² training grid "
+             f"(`MgNOConfig.train_grid`, set by the training task; the rows trained before that field existed had "
+             f"it added to their checkpoints afterwards, which leaves the {resolution}² computation unchanged).")
     return Benchmark("darcy", f"Darcy flow, FNO setting (train {resolution}², {n_train} samples)", data,
                      tuple(test_resolutions), rows, notes,
                      generate="pdesurrogates generate --preset darcy_421 --n 1100")

@@ -121,6 +121,14 @@ class MgNOConfig:
     correction : {"residual", "rhs"}
         ``"consistent"``: the coarse grid corrects the restricted residual ``R(f - A u)``, or receives
         ``R(f)`` (the paper's default).
+    train_grid : tuple of int, optional
+        ``"consistent"``: the grid the weights were trained on (points per axis; set by
+        :meth:`fitted_to_grid` and by the training task). A finer input computes the training
+        grid's scale on that grid itself and only passes its finer grids through, so the weights
+        act where they were trained even when the training grid is not a canonical one (85 nodes:
+        ``141 -> 85 -> 33`` instead of ``141 -> 65 -> 33``; ``anchor`` of
+        :func:`pdesurrogates.nn.hierarchy.grid_hierarchy`). ``None`` (checkpoints saved before the
+        field): canonical grids below every input.
     """
 
     name: str = "mgno"
@@ -140,6 +148,7 @@ class MgNOConfig:
     coarsest: int = 4
     grid_kind: str = "node"
     correction: str = "residual"
+    train_grid: tuple[int, ...] | None = None
 
     def __post_init__(self):
         check_config_name(self, "mgno")
@@ -162,14 +171,21 @@ class MgNOConfig:
             raise ValueError(f"MgNOConfig.coarsest must be an int >= 2, got {self.coarsest!r}")
         check_choice(self, "grid_kind", GRID_KINDS)
         check_choice(self, "correction", CORRECTIONS)
+        if self.train_grid is not None:
+            grid = tuple(self.train_grid)
+            if len(grid) != self.ndim or any(isinstance(n, bool) or not isinstance(n, int) or n < 2 for n in grid):
+                raise ValueError(f"MgNOConfig.train_grid must give {self.ndim} ints >= 2 (points per axis), "
+                                 f"got {self.train_grid!r}")
+            object.__setattr__(self, "train_grid", grid)
 
     def fitted_to_grid(self, spatial: Sequence[int]) -> MgNOConfig:
-        """This config with ``levels`` set for training on a grid of shape ``spatial``: every grid of
-        the consistent hierarchy then works. Legacy: unchanged. A ``smoothing`` of another length is
-        an error (set ``levels`` and ``smoothing`` together).
+        """This config with ``levels`` and ``train_grid`` set for training on a grid of shape
+        ``spatial``: every grid of the consistent hierarchy then works. Legacy: unchanged. A
+        ``smoothing`` of another length is an error (set ``levels`` and ``smoothing`` together).
 
-        >>> MgNOConfig(levels=3).fitted_to_grid((65, 65)).levels
-        5
+        >>> cfg = MgNOConfig(levels=3).fitted_to_grid((85, 85))
+        >>> cfg.levels, cfg.train_grid
+        (5, (85, 85))
         """
         if self.variant == "legacy":
             return self
@@ -177,7 +193,7 @@ class MgNOConfig:
         if self.smoothing is not None and len(self.smoothing) != levels:
             raise ValueError(f"MgNOConfig.smoothing gives {len(self.smoothing)} step counts but a grid of shape "
                              f"{tuple(spatial)} has {levels} levels; give levels and smoothing together")
-        return dataclasses.replace(self, levels=levels)
+        return dataclasses.replace(self, levels=levels, train_grid=tuple(int(n) for n in spatial))
 
 
 class MgNO(nn.Module):
@@ -190,12 +206,14 @@ class MgNO(nn.Module):
                  n_layers: int = 5, levels: int = 3, smoothing: tuple[int, ...] | None = None,
                  post_smooth: int = 0, padding_mode: str = "zeros", activation: str = "gelu",
                  grid_channels: bool = False, domain_padding: float = 0.0, variant: str = "consistent",
-                 coarsest: int = 4, grid_kind: str = "node", correction: str = "residual"):
+                 coarsest: int = 4, grid_kind: str = "node", correction: str = "residual",
+                 train_grid: tuple[int, ...] | None = None):
         super().__init__()
         self.in_channels = in_channels
         self.ndim = ndim
         self.variant = variant
         self.coarsest, self.grid_kind, self.periodic = coarsest, grid_kind, padding_mode == "circular"
+        self.train_grid = None if train_grid is None else tuple(train_grid)
         smoothing = default_smoothing(levels) if smoothing is None else tuple(smoothing)
         conv = conv_class(ndim)
         first = in_channels + (ndim if grid_channels else 0)
@@ -221,7 +239,7 @@ class MgNO(nn.Module):
         """The consistent variant's grids for an input ``x (B, C, *s)`` (``None`` for legacy).
 
         The grid kinds and spacing are those of the input grid on the unit box; domain padding
-        extends the grid with the same spacing.
+        extends the grid with the same spacing. ``train_grid`` anchors its scale (see the config).
         """
         if self.variant == "legacy":
             return None
@@ -229,7 +247,8 @@ class MgNO(nn.Module):
         kinds = axis_kinds(spatial, self.grid_kind, self.periodic)
         spacing = tuple(axis_spacing(n, k) for n, k in zip(spatial, kinds))
         padded = spatial if self.padding is None else tuple(self.padding.pad(x[:1, :1]).shape[2:])
-        return Hierarchy(padded, kinds, self.coarsest, spacing, device=x.device, dtype=x.dtype)
+        return Hierarchy(padded, kinds, self.coarsest, spacing, device=x.device, dtype=x.dtype,
+                         anchor=self.train_grid)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(B, in_channels, *s)`` -> ``(B, out_channels, *s)``."""

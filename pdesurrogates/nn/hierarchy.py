@@ -16,6 +16,11 @@ the canonical grids ``S - 1, ..., 0`` lie below it. A 17-node and an 18-node inp
 9- and 5-node grids below them, and a grid twice as fine adds one level on top. An axis with fewer
 scales than another stays at its input size on the extra levels (semi-coarsening).
 
+A model trained on a grid that is not a canonical one (85 nodes: scale 4, whose canonical grid has
+65) names it as ``anchor``: a finer input then computes that scale on the training grid itself
+(141 -> 85 -> 33 -> ...), so the weights act on the grid they were trained on, instead of on the
+canonical grid of their scale (141 -> 65 -> 33, a coarser grid than in training).
+
 Transfers are geometric: prolongation is linear interpolation between the point sets (exact on
 linear functions; constant beyond the outermost coarse point of a ``cell`` or ``half-open`` axis),
 restriction is its transpose with each row divided by its sum, a weighted average that keeps
@@ -27,6 +32,8 @@ weights, so they mean the same continuous operation on every grid.
 [((33, 16), 3), ((17, 16), 2), ((9, 8), 1), ((5, 4), 0)]
 >>> [lev.shape for lev in grid_hierarchy((18, 85), ("node", "node"))]
 [(18, 85), (18, 33), (18, 17), (9, 9), (5, 5)]
+>>> [lev.shape for lev in grid_hierarchy((141, 141), ("node", "node"), anchor=(85, 85))]
+[(141, 141), (85, 85), (33, 33), (17, 17), (9, 9), (5, 5)]
 """
 
 from __future__ import annotations
@@ -94,7 +101,8 @@ def _axis_points(cells: int, kind: str) -> int:
 
 
 def grid_hierarchy(shape: Sequence[int], kinds: Sequence[str], coarsest: int = 4,
-                   spacing: Sequence[float] | None = None) -> list[GridLevel]:
+                   spacing: Sequence[float] | None = None,
+                   anchor: Sequence[int] | None = None) -> list[GridLevel]:
     """The input grid (first) and the canonical coarser grids below it, down to scale 0.
 
     Parameters
@@ -109,6 +117,11 @@ def grid_hierarchy(shape: Sequence[int], kinds: Sequence[str], coarsest: int = 4
         Spacing of the input grid (default: the unit interval per axis). A grid padded beyond the
         domain keeps the domain's spacing by passing it here; its canonical grids then cover the
         padded extent with about the same spacings.
+    anchor : sequence of int, optional
+        A grid on the unit box (points per axis, same kinds), e.g. the training grid of a model:
+        where the input is finer than it on an axis, the level of the anchor's scale takes the
+        anchor's spacing on that axis instead of the canonical one. Levels of other scales, and
+        inputs not finer than the anchor, are unchanged.
     """
     shape = tuple(int(n) for n in shape)
     kinds = tuple(_check_kind(k) for k in kinds)
@@ -123,16 +136,25 @@ def grid_hierarchy(shape: Sequence[int], kinds: Sequence[str], coarsest: int = 4
     spacing = tuple(float(h) for h in spacing)
     extents = [h * (n - 1 if k == "node" else n) for n, h, k in zip(shape, spacing, kinds)]
     scales = [grid_scale(h, coarsest) if n > 1 else 0 for n, h in zip(shape, spacing)]
+    anchored: list[tuple[int, float] | None] = [None] * len(shape)  # per axis: (scale, spacing) of the anchor
+    if anchor is not None:
+        anchor = tuple(int(n) for n in anchor)
+        if len(anchor) != len(shape) or any(n < 2 for n in anchor):
+            raise ValueError(f"anchor must give >= 2 points per axis for a {len(shape)}-axis grid, got {anchor}")
+        for d, (n, kind) in enumerate(zip(anchor, kinds)):
+            h = axis_spacing(n, kind)
+            anchored[d] = (grid_scale(h, coarsest), h)
     top = max(scales)
     levels = [GridLevel(shape, spacing, kinds, top)]
     for s in range(top - 1, -1, -1):
         level_shape, level_spacing = [], []
-        for n, h, kind, extent, axis_scale in zip(shape, spacing, kinds, extents, scales):
+        for n, h, kind, extent, axis_scale, anc in zip(shape, spacing, kinds, extents, scales, anchored):
             if s >= axis_scale:
                 level_shape.append(n)
                 level_spacing.append(h)
             else:
-                cells = max(1, round(extent * coarsest * 2 ** s))
+                target = anc[1] if anc is not None and anc[0] == s else 1.0 / (coarsest * 2 ** s)
+                cells = max(1, round(extent / target))
                 level_shape.append(_axis_points(cells, kind))
                 level_spacing.append(extent / cells)
         levels.append(GridLevel(tuple(level_shape), tuple(level_spacing), kinds, s))
@@ -228,8 +250,9 @@ class Hierarchy:
     """
 
     def __init__(self, shape: Sequence[int], kinds: Sequence[str], coarsest: int = 4,
-                 spacing: Sequence[float] | None = None, device=None, dtype=torch.float32):
-        self.levels = grid_hierarchy(shape, kinds, coarsest, spacing)
+                 spacing: Sequence[float] | None = None, device=None, dtype=torch.float32,
+                 anchor: Sequence[int] | None = None):
+        self.levels = grid_hierarchy(shape, kinds, coarsest, spacing, anchor)
         self.device, self.dtype = device, dtype
         self.transfers = [LinearTransfer(fine, coarse, device, dtype)
                           for fine, coarse in zip(self.levels[:-1], self.levels[1:])]

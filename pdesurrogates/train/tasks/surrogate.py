@@ -74,7 +74,8 @@ def fill_model_shape(model_cfg: Any, in_channels: int, out_channels: int, ndim: 
     """Set what the data decide in the model config where it was left at the default: in/out channels
     and ndim (a different explicit value is an error), the grid layout ``grid_kind`` (an explicit
     value wins) and, for models that fit their hierarchy to the training grid (``fitted_to_grid``,
-    MgNO), the number of levels."""
+    MgNO), the number of levels (where left at the default) and the training grid (``train_grid``,
+    where not given)."""
     names = {f.name: f for f in dataclasses.fields(model_cfg)}
     changes = {}
     for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("ndim", ndim)):
@@ -93,6 +94,9 @@ def fill_model_shape(model_cfg: Any, in_channels: int, out_channels: int, ndim: 
     if spatial is not None and hasattr(model_cfg, "fitted_to_grid") and "levels" in names \
             and model_cfg.levels == names["levels"].default:
         model_cfg = model_cfg.fitted_to_grid(spatial)
+    if spatial is not None and "train_grid" in names and getattr(model_cfg, "variant", "") != "legacy" \
+            and model_cfg.train_grid is None and len(spatial) == model_cfg.ndim:
+        model_cfg = dataclasses.replace(model_cfg, train_grid=tuple(int(n) for n in spatial))
     return model_cfg
 
 
