@@ -56,7 +56,7 @@ SIZES = {
     "full": {"source": "standard", "reference_resolution": 421, "output_stride": 5, "n_test": 20, "test_start": 1000,
              "data": "datasets/generated/darcy_421.h5", "solver_resolutions": [11, 21, 29, 43, 61, 85, 141, 211],
              "batch": 20, "repeats": 10, "runs": "runs/standard/darcy",
-             "models": ["fno", "tfno", "unet", "mgno", "mg-tfno"]},
+             "models": ["fno", "tfno", "unet", "mgno", "mgno-wide", "mg-tfno"]},
 }
 COLUMNS = ["model", "params", "epochs", "output_resolution", "surrogate_l2", "solver_equal_resolution",
            "solver_s_equal", "surrogate_s_b1", "surrogate_s_batched", "speedup_b1", "speedup_batched",
