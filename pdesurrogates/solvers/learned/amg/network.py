@@ -32,13 +32,20 @@ from torch import nn
 from pdesurrogates.models import NETWORKS
 from pdesurrogates.solvers.learned.amg.hierarchy import AggregationLevel
 
-__all__ = ["CYCLES", "AlgebraicMultigridConfig", "AlgebraicMultigridNet", "LevelGraph", "level_graph"]
+__all__ = ["CYCLES", "AlgebraicMultigridConfig", "AlgebraicMultigridNet", "LevelGraph", "check_cycle", "level_graph"]
 
 NODE_FEATURES = 4
 CYCLES = ("W", "V")
 """Cycles of the preconditioner: symmetric ones only, so that plain CG applies (pyamg's F-cycle, a
 V-cycle after an F-cycle on each coarse level, is not symmetric)."""
 EDGE_FEATURES = 6
+
+
+def check_cycle(cycle: str) -> str:
+    """``cycle`` if it is one of :data:`CYCLES`, else a ``ValueError`` naming them."""
+    if cycle not in CYCLES:
+        raise ValueError(f"cycle must be one of {list(CYCLES)}, got {cycle!r}")
+    return cycle
 
 
 @dataclass(frozen=True)
@@ -91,8 +98,7 @@ class AlgebraicMultigridConfig:
         if self.max_levels < 2 or self.max_coarse < 1 or self.improve_sweeps < 0:
             raise ValueError(f"need max_levels >= 2, max_coarse >= 1, improve_sweeps >= 0, got "
                              f"{self.max_levels}, {self.max_coarse}, {self.improve_sweeps}")
-        if self.cycle not in CYCLES:
-            raise ValueError(f"cycle must be one of {list(CYCLES)}, got {self.cycle!r}")
+        check_cycle(self.cycle)
 
 
 @dataclass

@@ -32,9 +32,9 @@ from pdesurrogates.solvers.learned.amg.hierarchy import (
     multilevel_solver,
 )
 from pdesurrogates.solvers.learned.amg.network import (
-    CYCLES,
     AlgebraicMultigridConfig,
     AlgebraicMultigridNet,
+    check_cycle,
 )
 
 __all__ = ["PRETRAINED_DIR", "LearnedAMG", "LearnedAMGPreconditioner", "pretrained"]
@@ -143,12 +143,10 @@ class LearnedAMGPreconditioner(Preconditioner):
 
     def __init__(self, hierarchy, levels: list[AggregationLevel], setup_seconds: float, cycle: str = "W") -> None:
         super().__init__(hierarchy.levels[0].A.shape[0])
-        if cycle not in CYCLES:
-            raise ValueError(f"cycle must be one of {list(CYCLES)}, got {cycle!r}")
         self.hierarchy = hierarchy
         self.levels = levels
         self.setup_seconds = float(setup_seconds)
-        self.cycle = cycle
+        self.cycle = check_cycle(cycle)
         self._cycle = hierarchy.aspreconditioner(cycle=cycle)
 
     def operator_complexity(self) -> float:
@@ -239,9 +237,7 @@ class LearnedAMG:
             ``blocksize``.
         """
         start = time.perf_counter()
-        cycle = self.config.cycle if cycle is None else cycle
-        if cycle not in CYCLES:
-            raise ValueError(f"cycle must be one of {list(CYCLES)}, got {cycle!r}")
+        cycle = check_cycle(self.config.cycle if cycle is None else cycle)  # before the set-up's work
         if blocksize is None:
             blocksize = int(A.blocksize[0]) if sp.issparse(A) and A.format == "bsr" else 1
         if isinstance(blocksize, bool) or not isinstance(blocksize, (int, np.integer)) or blocksize < 1:
