@@ -239,6 +239,53 @@ class LinearTransfer:
         return y
 
 
+def refined_shape(shape: Sequence[int], kinds: Sequence[str], factor: int) -> tuple[int, ...]:
+    """Points per axis of a grid ``factor`` times finer that contains every point of ``shape``.
+
+    >>> refined_shape((17, 16, 16), ("node", "half-open", "periodic"), 2)
+    (33, 32, 32)
+    """
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"refinement factor must be an int >= 1, got {factor!r}")
+    out = []
+    for n, kind in zip(shape, kinds):
+        if _check_kind(kind) == "cell" and factor > 1:
+            raise ValueError("a refined cell-centred grid does not contain the coarse cell centres; refine needs "
+                             "node, half-open or periodic axes")
+        out.append((n - 1) * factor + 1 if kind == "node" else n * factor)
+    return tuple(out)
+
+
+class GridRefinement:
+    """Linear interpolation onto a grid ``factor`` times finer, and back by reading the original points.
+
+    The fine grid contains the input's points (:func:`refined_shape`), so ``back(up(x)) == x``
+    exactly; ``up`` is :class:`LinearTransfer`'s prolongation (exact on linear functions; constant
+    beyond the last point of a half-open axis).
+
+    >>> r = GridRefinement((3, 4), ("node", "half-open"), 2)
+    >>> x = torch.arange(12.0).reshape(1, 3, 4)
+    >>> r.up(x).shape, bool((r.back(r.up(x)) == x).all())
+    (torch.Size([1, 5, 8]), True)
+    """
+
+    def __init__(self, shape: Sequence[int], kinds: Sequence[str], factor: int, device=None, dtype=torch.float32):
+        self.shape, self.factor = tuple(shape), factor
+        self.fine_shape = refined_shape(shape, kinds, factor)
+        kinds = tuple(kinds)
+        level = lambda s: GridLevel(s, tuple(axis_spacing(n, k) for n, k in zip(s, kinds)), kinds, 0)
+        self.transfer = LinearTransfer(level(self.fine_shape), level(self.shape), device=device, dtype=dtype)
+
+    def up(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., *shape) -> (..., *fine_shape)``."""
+        return self.transfer.prolong(x)
+
+    def back(self, u: torch.Tensor) -> torch.Tensor:
+        """``(..., *fine_shape) -> (..., *shape)``: the values at the original points."""
+        step = slice(None, None, self.factor)
+        return u[(..., *([step] * len(self.shape)))]
+
+
 class Hierarchy:
     """The grids of :func:`grid_hierarchy` with the :class:`LinearTransfer` between consecutive ones.
 
