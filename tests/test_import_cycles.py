@@ -95,8 +95,8 @@ def test_the_package_has_no_import_cycles():
     graph = {name: _edges(name, path) for name, path in MODULES.items()}
     # a package importing its own submodules in __init__ is not a cycle; an edge back from a
     # submodule to a sibling that imports it is
-    for name in graph:
-        graph[name] = {t for t in graph[name] if not (name.startswith(t + ".") and MODULES[t].name == "__init__.py")}
+    for name, targets in graph.items():
+        graph[name] = {t for t in targets if not (name.startswith(t + ".") and MODULES[t].name == "__init__.py")}
     assert not _cycles(graph), f"import cycles: {_cycles(graph)}"
 
 

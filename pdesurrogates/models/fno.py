@@ -125,13 +125,13 @@ def neuralop_fno_kwargs(*, in_channels: int, out_channels: int, ndim: int, width
                         factorization: str | None = None, rank: float = 1.0) -> dict:
     """Keyword arguments for ``neuralop.models.FNO`` equivalent to our config fields."""
     n_modes = (modes,) * ndim if isinstance(modes, int) else tuple(modes)
-    kwargs = dict(
-        n_modes=n_modes, in_channels=in_channels, out_channels=out_channels, hidden_channels=width,
-        n_layers=n_layers, lifting_channel_ratio=lifting_channel_ratio,
-        projection_channel_ratio=projection_channel_ratio,
-        positional_embedding="grid" if grid_channels else None,
-        domain_padding=domain_padding if domain_padding > 0 else None,
-    )
+    kwargs = {
+        "n_modes": n_modes, "in_channels": in_channels, "out_channels": out_channels, "hidden_channels": width,
+        "n_layers": n_layers, "lifting_channel_ratio": lifting_channel_ratio,
+        "projection_channel_ratio": projection_channel_ratio,
+        "positional_embedding": "grid" if grid_channels else None,
+        "domain_padding": domain_padding if domain_padding > 0 else None,
+    }
     if factorization is not None and factorization != "dense":
         kwargs.update(factorization=factorization, rank=rank)
     return kwargs
@@ -150,10 +150,10 @@ class FNO(nn.Module):
                  modes: int | tuple[int, ...] = 16, n_layers: int = 4, lifting_channel_ratio: int = 2,
                  projection_channel_ratio: int = 2, grid_channels: bool = True, domain_padding: float = 0.0):
         super().__init__()
-        self._build(dict(in_channels=in_channels, out_channels=out_channels, ndim=ndim, width=width,
-                         modes=modes, n_layers=n_layers, lifting_channel_ratio=lifting_channel_ratio,
-                         projection_channel_ratio=projection_channel_ratio, grid_channels=grid_channels,
-                         domain_padding=domain_padding))
+        self._build({"in_channels": in_channels, "out_channels": out_channels, "ndim": ndim, "width": width,
+                         "modes": modes, "n_layers": n_layers, "lifting_channel_ratio": lifting_channel_ratio,
+                         "projection_channel_ratio": projection_channel_ratio, "grid_channels": grid_channels,
+                         "domain_padding": domain_padding})
 
     def _build(self, kwargs: dict) -> None:
         from neuralop.models import FNO as NeuralopFNO
@@ -179,10 +179,10 @@ class TFNO(FNO):
                  projection_channel_ratio: int = 2, grid_channels: bool = True, domain_padding: float = 0.0,
                  factorization: str = "tucker", rank: float = 0.1):
         nn.Module.__init__(self)
-        self._build(dict(in_channels=in_channels, out_channels=out_channels, ndim=ndim, width=width,
-                         modes=modes, n_layers=n_layers, lifting_channel_ratio=lifting_channel_ratio,
-                         projection_channel_ratio=projection_channel_ratio, grid_channels=grid_channels,
-                         domain_padding=domain_padding, factorization=factorization, rank=rank))
+        self._build({"in_channels": in_channels, "out_channels": out_channels, "ndim": ndim, "width": width,
+                         "modes": modes, "n_layers": n_layers, "lifting_channel_ratio": lifting_channel_ratio,
+                         "projection_channel_ratio": projection_channel_ratio, "grid_channels": grid_channels,
+                         "domain_padding": domain_padding, "factorization": factorization, "rank": rank})
 
 
 MODELS.register("fno", FNOConfig, FNO)

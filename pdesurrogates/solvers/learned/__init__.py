@@ -35,7 +35,7 @@ _EXPORTS = {
     "pretrained": "amg",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605 -- the lazily imported names
 
 
 def __getattr__(name: str):
