@@ -151,9 +151,9 @@ class FNO(nn.Module):
                  projection_channel_ratio: int = 2, grid_channels: bool = True, domain_padding: float = 0.0):
         super().__init__()
         self._build({"in_channels": in_channels, "out_channels": out_channels, "ndim": ndim, "width": width,
-                         "modes": modes, "n_layers": n_layers, "lifting_channel_ratio": lifting_channel_ratio,
-                         "projection_channel_ratio": projection_channel_ratio, "grid_channels": grid_channels,
-                         "domain_padding": domain_padding})
+                     "modes": modes, "n_layers": n_layers, "lifting_channel_ratio": lifting_channel_ratio,
+                     "projection_channel_ratio": projection_channel_ratio, "grid_channels": grid_channels,
+                     "domain_padding": domain_padding})
 
     def _build(self, kwargs: dict) -> None:
         from neuralop.models import FNO as NeuralopFNO
@@ -180,9 +180,9 @@ class TFNO(FNO):
                  factorization: str = "tucker", rank: float = 0.1):
         nn.Module.__init__(self)
         self._build({"in_channels": in_channels, "out_channels": out_channels, "ndim": ndim, "width": width,
-                         "modes": modes, "n_layers": n_layers, "lifting_channel_ratio": lifting_channel_ratio,
-                         "projection_channel_ratio": projection_channel_ratio, "grid_channels": grid_channels,
-                         "domain_padding": domain_padding, "factorization": factorization, "rank": rank})
+                     "modes": modes, "n_layers": n_layers, "lifting_channel_ratio": lifting_channel_ratio,
+                     "projection_channel_ratio": projection_channel_ratio, "grid_channels": grid_channels,
+                     "domain_padding": domain_padding, "factorization": factorization, "rank": rank})
 
 
 MODELS.register("fno", FNOConfig, FNO)
